@@ -1,0 +1,127 @@
+"""NanoNetClassifier: a trained encoder + head + tokenizer + label names, saved as a folder.
+
+On disk (no pickle anywhere):
+  config.json, model.safetensors      the encoder, a standard HF checkpoint (AutoModel opens it)
+  head.safetensors                    the linear head (weight, bias)
+  tokenizer.json, tokenizer_config... the tokenizer
+  nanonet.json                        label names, max length, pooling, training summary
+  README.md                           generated model card
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from nanonet.data.batching import length_sorted_batches, pad_batch
+from nanonet.errors import NanoNetError
+from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
+from nanonet.models.peft import merge_lora
+
+FORMAT_VERSION = 1
+
+
+class NanoNetClassifier:
+    """A text classifier you can `predict` with, `save_pretrained` and `from_pretrained`."""
+
+    def __init__(
+        self,
+        model: EncoderClassifier,
+        tokenizer: Any,
+        label_names: Sequence[str],
+        max_length: int = 128,
+        summary: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.label_names = list(label_names)
+        self.max_length = max_length
+        self.summary: dict[str, Any] = dict(summary or {})
+
+    # -- inference -------------------------------------------------------------------------
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.tokenizer(
+            list(texts), truncation=True, max_length=self.max_length, add_special_tokens=True
+        )["input_ids"]
+
+    @torch.inference_mode()
+    def predict_logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        texts = _check_texts(texts)
+        ids = self.tokenize(texts)
+        out = np.zeros((len(ids), len(self.label_names)), dtype=np.float32)
+        pad = self.tokenizer.pad_token_id
+        # Length-sorted batches: almost no compute is spent on padding.
+        for batch in length_sorted_batches([len(x) for x in ids], batch_size):
+            input_ids, mask = pad_batch([ids[i] for i in batch], pad)
+            out[batch] = self.model(input_ids, mask).float().numpy()
+        return out
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        logits = torch.from_numpy(self.predict_logits(texts, batch_size))
+        return torch.softmax(logits, dim=-1).numpy()
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
+        ids = self.predict_logits(texts, batch_size).argmax(-1)
+        return [self.label_names[i] for i in ids]
+
+    # -- persistence ----------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        merge_lora(self.model)
+        hf = self.model.backbone.hf
+        hf.config.id2label = dict(enumerate(self.label_names))
+        hf.config.label2id = {n: i for i, n in enumerate(self.label_names)}
+        hf.save_pretrained(path, safe_serialization=True)
+        head = self.model.head
+        save_file(
+            {"weight": head.weight.detach().contiguous(), "bias": head.bias.detach().contiguous()},
+            str(path / "head.safetensors"),
+        )
+        self.tokenizer.save_pretrained(path)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "label_names": self.label_names,
+            "max_length": self.max_length,
+            "pooling": "mean",
+            "summary": self.summary,
+        }
+        (path / "nanonet.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        from nanonet.models.model_card import write_model_card
+
+        write_model_card(path, meta)
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> NanoNetClassifier:
+        path = Path(path)
+        meta_file = path / "nanonet.json"
+        if not meta_file.is_file():
+            raise NanoNetError(
+                f"{path} is not a NanoNet model folder (no nanonet.json); pass the folder "
+                "written by `nanonet train --out`."
+            )
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        hf, tokenizer = load_hf_encoder(path)
+        head = load_file(str(path / "head.safetensors"))
+        model = EncoderClassifier(Backbone(hf), num_labels=len(meta["label_names"]))
+        model.head.load_state_dict(head)
+        return cls(model, tokenizer, meta["label_names"], meta["max_length"], meta["summary"])
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise NanoNetError("predict() takes a list of texts, not a single string; wrap it: [text].")
+    texts = list(texts)
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise NanoNetError(
+            f"Text number {bad[0]} is not a string ({type(texts[bad[0]]).__name__})."
+        )
+    return texts

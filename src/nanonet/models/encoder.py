@@ -1,0 +1,133 @@
+"""A transformer encoder seen as embeddings -> layers -> mean pooling -> linear head.
+
+We drive the Hugging Face modules layer by layer instead of calling the model's own forward,
+because NanoNet needs three things HF's forward does not give: running only a range of layers
+on cached hidden states (frozen teacher bottom), building students from a subset of layers,
+and one code path for BERT and MPNet (the two families of the packaged encoders).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
+
+SUPPORTED_FAMILIES = ("bert", "mpnet")
+
+
+def load_hf_encoder(path: str | Path) -> tuple[PreTrainedModel, object]:
+    """Load an encoder and its tokenizer from a local folder, offline."""
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    if config.model_type not in SUPPORTED_FAMILIES:
+        from nanonet.errors import NanoNetError
+
+        raise NanoNetError(
+            f"Encoder at {path} is a '{config.model_type}' model; NanoNet supports "
+            f"{', '.join(SUPPORTED_FAMILIES)} encoders."
+        )
+    # Eager attention: MPNet only has it, and it takes our additive float mask unchanged.
+    model = AutoModel.from_pretrained(
+        path,
+        config=config,
+        local_files_only=True,
+        attn_implementation="eager",
+        add_pooling_layer=False,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    return model, tokenizer
+
+
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[B, T] 0/1 mask -> [B, 1, 1, T] additive mask (0 keep, very negative drop)."""
+    return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real tokens: how the packaged sentence-transformers encoders were trained."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+class Backbone(nn.Module):
+    """Wraps a HF BertModel or MPNetModel; forward returns the last hidden states."""
+
+    def __init__(self, hf_model: PreTrainedModel) -> None:
+        super().__init__()
+        self.hf = hf_model
+        self.family: str = hf_model.config.model_type
+        self.hidden_size: int = hf_model.config.hidden_size
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.hf.encoder.layer
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        if self.family == "bert":
+            return self.hf.embeddings(
+                input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids)
+            )
+        return self.hf.embeddings(input_ids=input_ids)
+
+    def run_layers(
+        self, hidden: torch.Tensor, mask: torch.Tensor, start: int = 0, end: int | None = None
+    ) -> torch.Tensor:
+        ext = additive_mask(mask, hidden.dtype)
+        extra = {}
+        if self.family == "mpnet":
+            # MPNet's relative position bias depends only on length; shared by all layers.
+            extra["position_bias"] = self.hf.encoder.compute_position_bias(hidden)
+        for layer in self.layers[start:end]:
+            out = layer(hidden, attention_mask=ext, **extra)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
+
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.run_layers(self.embed(input_ids), mask)
+
+
+class EncoderClassifier(nn.Module):
+    """Backbone + mean pooling + linear head: the teacher and every student."""
+
+    def __init__(self, backbone: Backbone, num_labels: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(backbone.hidden_size, num_labels)
+
+    def embed_pooled(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return mean_pool(self.backbone(input_ids, mask), mask)
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(pooled))
+
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.embed_pooled(input_ids, mask))
+
+    def forward_from(self, hidden: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
+        """Logits from hidden states cached after layer `start` (frozen layers below it)."""
+        top = self.backbone.run_layers(hidden, mask, start=start)
+        return self.classify(mean_pool(top, mask))
+
+    @torch.no_grad()
+    def init_head_from_centroids(
+        self, pooled: torch.Tensor, labels: torch.Tensor, scale: float = 10.0
+    ) -> None:
+        """Start the head as a nearest-class-centroid classifier (cosine, scaled).
+
+        With ten examples per class a randomly initialised head wastes the first steps and
+        makes early distillation targets noise; centroids give a sensible classifier at step 0.
+        """
+        num_labels = self.head.out_features
+        z = nn.functional.normalize(pooled, dim=-1)
+        cents = torch.stack([z[labels == c].mean(0) for c in range(num_labels)])
+        cents = nn.functional.normalize(cents, dim=-1)
+        mean_norm = pooled.norm(dim=-1).mean().clamp(min=1e-6)
+        # The head sees unnormalised pooled vectors, so divide by their typical norm.
+        self.head.weight.copy_(scale * cents / mean_norm)
+        self.head.bias.zero_()

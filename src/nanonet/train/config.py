@@ -1,0 +1,151 @@
+"""Run configuration: plain dataclasses, loaded from and written to YAML.
+
+Every run writes its full config into the output folder; `nanonet train --config that.yaml`
+reproduces it. Unknown keys are errors, not silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from nanonet.errors import NanoNetError
+
+
+@dataclass
+class DataConfig:
+    dataset: str | None = "rotten_tomatoes"  # a built-in dataset, or None to use the files
+    train_file: str | None = None
+    unlabeled_file: str | None = None
+    test_file: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    labels_per_class: int | None = 10  # None: use every labelled row of train_file
+    max_unlabeled: int | None = 5000
+    max_length: int | None = None  # tokens; None: the dataset's default (128 or 256)
+
+
+@dataclass
+class ModelConfig:
+    teacher: str = "all-mpnet-base-v2"
+    students: list[str] = field(default_factory=lambda: ["teacher:bottom2", "minilm-l3"])
+    peft: str = "bitfit"  # students: bitfit | lora | full
+    teacher_peft: str = "bitfit"
+    # Only the top layers of the teacher adapt; the frozen bottom runs once per text (cached).
+    teacher_trainable_layers: int = 4
+    lora_rank: int = 8
+    dropout: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    steps: int = 200
+    teacher_warmup_steps: int = 40  # teacher-only steps on the labels before students start
+    labeled_batch_size: int = 16
+    unlabeled_batch_size: int = 32
+    lr_bias: float = 2e-3
+    lr_head: float = 1e-2
+    lr_full: float = 5e-5  # for peft=full / lora weights
+    weight_decay: float = 0.0
+    temperature: float = 2.0
+    kd_loss: str = "kl"  # kl | mse
+    kd_weight: float = 1.0
+    use_teacher: bool = True  # False: students learn from labels and each other only
+    mutual_weight: float = 1.0  # 0 disables mutual learning
+    rampup_fraction: float = 0.2
+    views: list[str] = field(default_factory=lambda: ["cutoff", "shuffle"])
+    view_rate: float = 0.1
+    teacher_pseudo_label_threshold: float | None = 0.9  # None: teacher learns from labels only
+    selection_holdout: int = 300  # unlabelled texts held out to choose the kept student
+    eval_batch_size: int = 64
+    threads: int | None = None
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        return _build(cls, raw or {}, "")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> RunConfig:
+        p = Path(path)
+        if not p.is_file():
+            raise NanoNetError(f"Config file {p} does not exist; check the path given to --config.")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise NanoNetError(f"Config file {p} is not valid YAML ({exc}).") from None
+        if raw is not None and not isinstance(raw, dict):
+            raise NanoNetError(f"Config file {p} must hold a mapping with data/model/train keys.")
+        return cls.from_dict(raw)
+
+    def override(self, dotted: str) -> None:
+        """Apply one `section.key=value` override (value parsed as YAML)."""
+        key, sep, value = dotted.partition("=")
+        section, _, name = key.partition(".")
+        if not sep or not name:
+            raise NanoNetError(f"Override '{dotted}' must look like train.steps=100.")
+        target = getattr(self, section, None)
+        if target is None or not dataclasses.is_dataclass(target):
+            raise NanoNetError(f"Override '{dotted}': unknown section '{section}'.")
+        merged = asdict(target)
+        merged[name] = yaml.safe_load(value)
+        setattr(self, section, _build(type(target), merged, section + "."))
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise NanoNetError(
+            f"Unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
+            f"known keys are {', '.join(prefix + k for k in sorted(known))}."
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise NanoNetError(f"Config key '{prefix}{name}' must be a mapping.")
+            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_type(f"{prefix}{name}", value, hint)
+    return cls(**kwargs)
+
+
+def _check_type(key: str, value: Any, hint: Any) -> Any:
+    # A union (X | None) lists its members in __args__; a plain or generic type stands alone.
+    allowed = hint.__args__ if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise NanoNetError(f"Config key '{key}' cannot be empty.")
+    for typ in allowed:
+        base = getattr(typ, "__origin__", typ)
+        if base is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if base in (str, bool) and isinstance(value, base):
+            return value
+        if base is list and isinstance(value, list):
+            return [str(v) for v in value]
+    raise NanoNetError(f"Config key '{key}' has value {value!r} of the wrong type ({hint}).")

@@ -1,0 +1,45 @@
+"""The three NanoNet losses (method.md): supervised, distillation, mutual learning."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def supervised_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, labels)
+
+
+def distillation_loss(
+    student_logits: torch.Tensor, target_logits: torch.Tensor, temperature: float, kind: str = "kl"
+) -> torch.Tensor:
+    """Student towards a detached target: KL(target_T || student_T) * T^2, or MSE on logits.
+
+    The T^2 factor keeps the gradient scale independent of the temperature (Hinton et al.).
+    """
+    target_logits = target_logits.detach()
+    if kind == "mse":
+        return F.mse_loss(student_logits, target_logits)
+    if kind != "kl":
+        raise ValueError(f"unknown distillation loss {kind!r}")
+    log_p = F.log_softmax(student_logits / temperature, dim=-1)
+    q = F.softmax(target_logits / temperature, dim=-1)
+    return F.kl_div(log_p, q, reduction="batchmean") * temperature**2
+
+
+def mutual_loss(
+    own_logits: torch.Tensor, peer_logits: list[torch.Tensor], temperature: float, kind: str = "kl"
+) -> torch.Tensor:
+    """Mean divergence from each peer's detached prediction (deep mutual learning)."""
+    if not peer_logits:
+        return own_logits.new_zeros(())
+    losses = [distillation_loss(own_logits, p, temperature, kind) for p in peer_logits]
+    return torch.stack(losses).mean()
+
+
+def rampup(step: int, total_steps: int, fraction: float) -> float:
+    """Linear ramp from 0 to 1 over the first `fraction` of training (DisCo used 20%)."""
+    length = fraction * total_steps
+    if length <= 0:
+        return 1.0
+    return min(1.0, step / length)

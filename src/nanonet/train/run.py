@@ -1,0 +1,63 @@
+"""From a RunConfig to a trained result: the recipe behind `nanonet train` and `nanonet.train`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from nanonet.data.budget import task_from_files
+from nanonet.data.builtin import BUILTIN_DATASETS, builtin_task
+from nanonet.data.task import Task
+from nanonet.errors import NanoNetError
+from nanonet.train.config import DataConfig, RunConfig
+from nanonet.train.trainer import NanoNetTrainer, TrainResult
+
+
+def load_task(data: DataConfig, seed: int = 0) -> Task:
+    """The labelled budget, unlabelled pool and (optional) test split a config describes."""
+    if data.train_file is not None:
+        task = task_from_files(
+            data.train_file,
+            data.unlabeled_file,
+            text_column=data.text_column,
+            label_column=data.label_column,
+            labels_per_class=data.labels_per_class,
+            seed=seed,
+            max_length=data.max_length or 128,
+            test_path=data.test_file,
+        )
+        return _cap_pool(task, data.max_unlabeled, seed)
+    if data.dataset is None:
+        raise NanoNetError(
+            "No data given; pass --train FILE (and optionally --unlabeled FILE) or "
+            f"--dataset {'|'.join(BUILTIN_DATASETS)}."
+        )
+    if data.dataset not in BUILTIN_DATASETS:
+        raise NanoNetError(
+            f"Unknown dataset '{data.dataset}'; choose one of {', '.join(BUILTIN_DATASETS)}."
+        )
+    task = builtin_task(data.dataset, data.labels_per_class or 10, seed, data.max_unlabeled)
+    if data.max_length is not None:
+        task.max_length = data.max_length
+    return task
+
+
+def _cap_pool(task: Task, cap: int | None, seed: int) -> Task:
+    if cap is None or len(task.unlabelled_texts) <= cap:
+        return task
+    keep = np.sort(np.random.default_rng(seed).choice(len(task.unlabelled_texts), cap, False))
+    task.unlabelled_texts = [task.unlabelled_texts[int(i)] for i in keep]
+    return task
+
+
+def train(
+    config: RunConfig | None = None,
+    task: Task | None = None,
+    on_step: Callable[[dict[str, float]], None] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Run NanoNet. Without a task, the one described by `config.data` is loaded."""
+    config = config or RunConfig()
+    task = task or load_task(config.data, config.train.seed)
+    return NanoNetTrainer(task, config, on_step=on_step, progress=progress).train()

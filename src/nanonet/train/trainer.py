@@ -1,0 +1,506 @@
+"""The NanoNet run: a teacher adapted online, distilled into a cohort of students.
+
+Read `nanonet_step` next to `shared/docs/method.md`: it is the method, line for line.
+Everything else here is set-up (building the models, tokenizing, caching the frozen bottom of
+the teacher) and the choice of the student to keep.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from nanonet.data.batching import bucketed_epochs, length_sorted_batches, pad_batch
+from nanonet.data.task import Task
+from nanonet.errors import NanoNetError
+from nanonet.models.assets import encoder_dir
+from nanonet.models.classifier import NanoNetClassifier
+from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
+from nanonet.models.peft import apply_lora, count_parameters, inject_missing_biases, set_trainable
+from nanonet.models.students import parse_student_spec, select_layers, subset_layers
+from nanonet.train.config import RunConfig
+from nanonet.train.losses import distillation_loss, mutual_loss, rampup, supervised_loss
+from nanonet.train.metrics import agreement, evaluate
+from nanonet.train.views import VIEWS, apply_views
+
+log = logging.getLogger("nanonet")
+
+Ids = list[list[int]]
+
+
+@dataclass
+class Member:
+    """One model of the run (teacher or student) with its own tokenization of the data."""
+
+    name: str
+    model: EncoderClassifier
+    tokenizer: Any
+    ids: dict[str, Ids]  # "labelled" / "unlabelled" / "holdout" -> token ids per text
+    view: str = "none"
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    def params(self) -> tuple[int, int]:
+        return count_parameters(self.model)
+
+
+@dataclass
+class TrainResult:
+    classifier: NanoNetClassifier  # the kept student
+    kept: str
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+class NanoNetTrainer:
+    """Builds the teacher and students for a Task and runs the NanoNet loop."""
+
+    def __init__(
+        self,
+        task: Task,
+        config: RunConfig,
+        on_step: Callable[[dict[str, float]], None] | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.task = task
+        self.cfg = config
+        self.on_step = on_step
+        self.progress = progress
+        self.num_labels = len(task.label_names)
+        self.max_length = task.max_length
+        self._validate()
+
+    # ------------------------------------------------------------------ set-up ----------
+    def _validate(self) -> None:
+        tc = self.cfg.train
+        if self.num_labels < 2:
+            raise NanoNetError("Training needs at least two classes in the labelled data.")
+        if tc.kd_loss not in ("kl", "mse"):
+            raise NanoNetError(f"train.kd_loss must be 'kl' or 'mse', not '{tc.kd_loss}'.")
+        for view in tc.views:
+            if view not in VIEWS:
+                raise NanoNetError(f"Unknown view '{view}'; choose from {', '.join(VIEWS)}.")
+        if not self.cfg.model.students:
+            raise NanoNetError("model.students is empty; give at least one student spec.")
+        if tc.steps < 1:
+            raise NanoNetError("train.steps must be at least 1.")
+
+    def _split_pool(self, rng: np.random.Generator) -> tuple[list[str], list[str]]:
+        """Hold out some unlabelled texts to choose the kept student (never the test set)."""
+        pool = list(self.task.unlabelled_texts)
+        n_hold = min(self.cfg.train.selection_holdout, len(pool) // 5)
+        order = rng.permutation(len(pool))
+        hold = [pool[i] for i in order[:n_hold]]
+        train = [pool[i] for i in order[n_hold:]]
+        return train, hold
+
+    def _tokenize(self, tokenizer: Any, texts: list[str]) -> Ids:
+        if not texts:
+            return []
+        return tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+
+    def _member(self, name: str, model: EncoderClassifier, tokenizer: Any, view: str) -> Member:
+        texts = {
+            "labelled": self.task.labelled_texts,
+            "unlabelled": self.unlabelled,
+            "holdout": self.holdout,
+        }
+        ids = {k: self._tokenize(tokenizer, v) for k, v in texts.items()}
+        return Member(name, model, tokenizer, ids, view)
+
+    def _build_teacher(self) -> Member:
+        mc = self.cfg.model
+        hf, tok = load_hf_encoder(encoder_dir(mc.teacher))
+        inject_missing_biases(hf)
+        # No dropout in the teacher: its predictions on unlabelled text are the students' targets.
+        model = EncoderClassifier(Backbone(hf), self.num_labels, dropout=0.0)
+        n = model.backbone.num_layers
+        self.teacher_cut = max(0, n - mc.teacher_trainable_layers)
+        if mc.teacher_peft == "lora":
+            apply_lora(model.backbone, mc.lora_rank)
+        set_trainable(model, mc.teacher_peft, self.teacher_cut)
+        self._teacher_hf, self._teacher_tok = hf, tok
+        return self._member(f"teacher ({mc.teacher})", model, tok, "none")
+
+    def _build_student(self, spec_text: str, view: str) -> Member:
+        mc = self.cfg.model
+        spec = parse_student_spec(spec_text)
+        if spec.source == "teacher":
+            base, tok = self._teacher_hf, self._teacher_tok
+        else:
+            base, tok = load_hf_encoder(encoder_dir(spec.source))
+        layers = select_layers(spec.layers, base.config.num_hidden_layers)
+        hf = subset_layers(base, layers)
+        inject_missing_biases(hf)
+        model = EncoderClassifier(Backbone(hf), self.num_labels, dropout=mc.dropout)
+        if mc.peft == "lora":
+            apply_lora(model.backbone, mc.lora_rank)
+        set_trainable(model, mc.peft, 0)
+        return self._member(str(spec), model, tok, view)
+
+    def _optimizer(self, member: Member, total_steps: int) -> None:
+        tc = self.cfg.train
+        groups: dict[str, list[torch.nn.Parameter]] = {"head": [], "bias": [], "other": []}
+        for name, p in member.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            key = (
+                "head" if name.startswith("head.") else "bias" if name.endswith("bias") else "other"
+            )
+            groups[key].append(p)
+        lrs = {"head": tc.lr_head, "bias": tc.lr_bias, "other": tc.lr_full}
+        if self.cfg.model.peft == "full" or self.cfg.model.teacher_peft == "full":
+            # Full fine-tuning moves every weight: biases then take the small full-FT rate too.
+            lrs["bias"] = min(tc.lr_bias, tc.lr_full * 10)
+        param_groups = [
+            {"params": ps, "lr": lrs[k], "weight_decay": 0.0 if k == "bias" else tc.weight_decay}
+            for k, ps in groups.items()
+            if ps
+        ]
+        member.optimizer = torch.optim.AdamW(param_groups)
+        # Linear decay to 10%: a gentle finish without a tuned schedule.
+        member.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            member.optimizer, lambda s: max(0.1, 1.0 - 0.9 * s / max(1, total_steps))
+        )
+
+    @torch.no_grad()
+    def _cache_teacher_bottom(self) -> None:
+        """Run the frozen bottom of the teacher once per text and keep its output.
+
+        Valid because nothing below `teacher_cut` trains and the teacher sees no views.
+        Stored in fp16 (half the memory); converted back to fp32 per batch.
+        """
+        self.cache: dict[str, list[torch.Tensor]] | None = None
+        if self.teacher_cut == 0:
+            return
+        t = self.teacher
+        t.model.eval()
+        self.cache = {}
+        total = sum(len(v) for v in t.ids.values())
+        bar = tqdm(total=total, desc="teacher: caching frozen layers", disable=not self.progress)
+        for split, ids in t.ids.items():
+            out: list[torch.Tensor] = [torch.empty(0)] * len(ids)
+            for batch in length_sorted_batches([len(x) for x in ids], 64):
+                input_ids, mask = pad_batch([ids[i] for i in batch], t.pad_id)
+                h = t.model.backbone.run_layers(
+                    t.model.backbone.embed(input_ids), mask, 0, self.teacher_cut
+                )
+                for row, i in enumerate(batch):
+                    out[i] = h[row, : len(ids[i])].to(torch.float16).clone()
+                bar.update(len(batch))
+            self.cache[split] = out
+        bar.close()
+
+    # ------------------------------------------------------------------ forward helpers --
+    def teacher_logits(self, split: str, idx: list[int]) -> torch.Tensor:
+        t = self.teacher
+        if self.cache is None:
+            return t.model(*pad_batch([t.ids[split][i] for i in idx], t.pad_id))
+        states = [self.cache[split][i] for i in idx]
+        width = max(s.shape[0] for s in states)
+        hidden = torch.zeros(len(states), width, states[0].shape[1])
+        mask = torch.zeros(len(states), width, dtype=torch.long)
+        for row, s in enumerate(states):
+            hidden[row, : s.shape[0]] = s.float()
+            mask[row, : s.shape[0]] = 1
+        return t.model.forward_from(hidden, mask, self.teacher_cut)
+
+    def student_logits(self, member: Member, split: str, idx: list[int]) -> torch.Tensor:
+        ids = [member.ids[split][i] for i in idx]
+        mask_id = getattr(member.tokenizer, "mask_token_id", None)
+        ids = apply_views(ids, member.view, self.cfg.train.view_rate, self.rng, mask_id)
+        return member.model(*pad_batch(ids, member.pad_id))
+
+    # ------------------------------------------------------------------ the method -------
+    def teacher_warmup_step(self, lab: list[int]) -> dict[str, float]:
+        """Teacher-only step on the labels, so that early distillation targets are not noise."""
+        y = self.y[lab]
+        loss = supervised_loss(self.teacher_logits("labelled", lab), y)
+        self._update([self.teacher], loss)
+        return {"teacher_sup": loss.item()}
+
+    def nanonet_step(self, step: int, lab: list[int], unl: list[int]) -> dict[str, float]:
+        """One NanoNet step (method.md, "Losses for student k")."""
+        tc = self.cfg.train
+        y = self.y[lab]
+        r = rampup(step, tc.steps, tc.rampup_fraction)
+        logs: dict[str, float] = {"rampup": r}
+
+        # Teacher: adapted online from the labels (bias terms + head).
+        teacher_loss = supervised_loss(self.teacher_logits("labelled", lab), y)
+        logs["teacher_sup"] = teacher_loss.item()
+        t_unl = self.teacher_logits("unlabelled", unl) if tc.use_teacher else None
+
+        # Students, each on its own view of the labelled and the unlabelled batch.
+        s_lab = [self.student_logits(s, "labelled", lab) for s in self.students]
+        s_unl = [self.student_logits(s, "unlabelled", unl) for s in self.students]
+        student_loss = torch.zeros(())
+        for k in range(len(self.students)):
+            sup = supervised_loss(s_lab[k], y)
+            kd = (
+                distillation_loss(s_unl[k], t_unl, tc.temperature, tc.kd_loss)
+                if t_unl is not None
+                else torch.zeros(())
+            )
+            peers = [s_unl[j].detach() for j in range(len(self.students)) if j != k]
+            mutual = mutual_loss(s_unl[k], peers, tc.temperature, tc.kd_loss)
+            student_loss = student_loss + sup + tc.kd_weight * kd + tc.mutual_weight * r * mutual
+            logs[f"s{k}_sup"], logs[f"s{k}_kd"], logs[f"s{k}_mutual"] = (
+                sup.item(),
+                kd.item(),
+                mutual.item(),
+            )
+
+        # Teacher also learns from unlabelled text where it is confident and the cohort agrees.
+        if t_unl is not None and tc.teacher_pseudo_label_threshold is not None:
+            conf, pseudo = torch.softmax(t_unl.detach(), -1).max(-1)
+            agree = conf >= tc.teacher_pseudo_label_threshold
+            for s in s_unl:
+                agree &= s.detach().argmax(-1) == pseudo
+            logs["teacher_pseudo_frac"] = agree.float().mean().item()
+            if agree.any():
+                teacher_loss = teacher_loss + r * supervised_loss(t_unl[agree], pseudo[agree])
+
+        self._update([self.teacher, *self.students], teacher_loss + student_loss)
+        logs["loss"] = teacher_loss.item() + student_loss.item()
+        return logs
+
+    def _update(self, members: list[Member], loss: torch.Tensor) -> None:
+        for m in members:
+            m.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for m in members:
+            m.optimizer.step()
+            m.scheduler.step()
+
+    # ------------------------------------------------------------------ run --------------
+    def train(self) -> TrainResult:
+        tc = self.cfg.train
+        if tc.threads:
+            torch.set_num_threads(tc.threads)
+        torch.manual_seed(tc.seed)
+        self.rng = np.random.default_rng(tc.seed)
+        started = time.perf_counter()
+
+        self.unlabelled, self.holdout = self._split_pool(np.random.default_rng(tc.seed + 1))
+        if not self.unlabelled:
+            log.warning("no unlabelled text: students learn from the labels only")
+        self.y = torch.tensor(self.task.labelled_labels, dtype=torch.long)
+
+        self.teacher = self._build_teacher()
+        views = tc.views or ["none"]
+        self.students = [
+            self._build_student(spec, views[k % len(views)])
+            for k, spec in enumerate(self.cfg.model.students)
+        ]
+        self._optimizer(self.teacher, tc.teacher_warmup_steps + tc.steps)
+        for s in self.students:
+            self._optimizer(s, tc.steps)
+        self._log_parameters()
+        self._cache_teacher_bottom()
+        self._init_heads()
+
+        lab_iter = bucketed_epochs(
+            [len(x) for x in self.teacher.ids["labelled"]], tc.labeled_batch_size, self.rng
+        )
+        unl_iter: Iterator[list[int]] | None = None
+        if self.unlabelled:
+            unl_iter = bucketed_epochs(
+                [len(x) for x in self.teacher.ids["unlabelled"]], tc.unlabeled_batch_size, self.rng
+            )
+        self._set_train_mode()
+        bar = tqdm(
+            range(tc.teacher_warmup_steps), desc="teacher warm-up", disable=not self.progress
+        )
+        for step in bar:
+            logs = self.teacher_warmup_step(next(lab_iter))
+            self._emit({"phase": "warmup", "step": step, **logs}, bar)
+        bar = tqdm(range(tc.steps), desc="nanonet", disable=not self.progress)
+        for step in bar:
+            lab = next(lab_iter)
+            if unl_iter is None:
+                logs = self._supervised_only_step(lab)
+            else:
+                logs = self.nanonet_step(step, lab, next(unl_iter))
+            self._emit({"phase": "train", "step": step, **logs}, bar)
+        train_seconds = time.perf_counter() - started
+
+        for m in [self.teacher, *self.students]:
+            m.model.eval()
+        kept_index, selection = self._choose_student()
+        report = self._report(train_seconds, kept_index, selection)
+        kept = self.students[kept_index]
+        clf = NanoNetClassifier(
+            kept.model, kept.tokenizer, self.task.label_names, self.max_length, report["summary"]
+        )
+        return TrainResult(classifier=clf, kept=kept.name, report=report)
+
+    def _supervised_only_step(self, lab: list[int]) -> dict[str, float]:
+        y = self.y[lab]
+        loss = supervised_loss(self.teacher_logits("labelled", lab), y)
+        for s in self.students:
+            loss = loss + supervised_loss(self.student_logits(s, "labelled", lab), y)
+        self._update([self.teacher, *self.students], loss)
+        return {"loss": loss.item()}
+
+    def _set_train_mode(self) -> None:
+        self.teacher.model.eval()  # no dropout: see _build_teacher
+        for s in self.students:
+            s.model.train()
+
+    def _emit(self, logs: dict[str, Any], bar: Any) -> None:
+        if self.on_step is not None:
+            self.on_step(logs)
+        if logs["step"] % 5 == 0:
+            shown = {k: f"{v:.3f}" for k, v in logs.items() if k in ("loss", "teacher_sup")}
+            bar.set_postfix(shown)
+
+    @torch.no_grad()
+    def _init_heads(self) -> None:
+        """Centroid-initialise every head on the labelled examples (see init_head_from_centroids)."""
+        y = self.y
+        idx = list(range(len(y)))
+        t = self.teacher
+        if self.cache is None:
+            pooled = t.model.embed_pooled(*pad_batch(t.ids["labelled"], t.pad_id))
+        else:
+            # forward_from ends in the head; recompute the pooled vector from the top layers.
+            states = [self.cache["labelled"][i].float() for i in idx]
+            hidden, mask = _pad_states(states)
+            from nanonet.models.encoder import mean_pool
+
+            top = t.model.backbone.run_layers(hidden, mask, start=self.teacher_cut)
+            pooled = mean_pool(top, mask)
+        t.model.init_head_from_centroids(pooled, y)
+        for s in self.students:
+            s.model.eval()
+            pooled = s.model.embed_pooled(*pad_batch(s.ids["labelled"], s.pad_id))
+            s.model.init_head_from_centroids(pooled, y)
+
+    @torch.no_grad()
+    def _predict_split(self, member: Member, split: str) -> np.ndarray:
+        ids = member.ids[split]
+        out = np.zeros((len(ids), self.num_labels), dtype=np.float32)
+        for batch in length_sorted_batches([len(x) for x in ids], 64):
+            if member is self.teacher:
+                out[batch] = self.teacher_logits(split, batch).numpy()
+            else:
+                out[batch] = member.model(
+                    *pad_batch([ids[i] for i in batch], member.pad_id)
+                ).numpy()
+        return out
+
+    def _choose_student(self) -> tuple[int, dict[str, Any]]:
+        """Keep the student that agrees most with the reference on held-out unlabelled text.
+
+        The reference is the adapted teacher (or, without a teacher, the cohort's mean
+        prediction). Ties go to the smaller student. No test text is involved.
+        """
+        split = "holdout" if self.holdout else "unlabelled" if self.unlabelled else "labelled"
+        preds = [self._predict_split(s, split) for s in self.students]
+        if self.cfg.train.use_teacher:
+            ref = self._predict_split(self.teacher, split)
+            criterion = f"agreement with the teacher on {split} texts"
+        else:
+            ref = np.mean([_softmax(p) for p in preds], axis=0)
+            criterion = f"agreement with the cohort's mean prediction on {split} texts"
+        scores = [agreement(p, ref) for p in preds]
+        sizes = [s.params()[1] for s in self.students]
+        kept = max(range(len(scores)), key=lambda k: (scores[k], -sizes[k]))
+        return kept, {"criterion": criterion, "n": len(ref), "scores": scores}
+
+    def _log_parameters(self) -> None:
+        for m in [self.teacher, *self.students]:
+            trainable, total = m.params()
+            log.info(
+                "%-34s trainable %10s / %12s parameters (%.3f%%)",
+                m.name,
+                f"{trainable:,}",
+                f"{total:,}",
+                100 * trainable / total,
+            )
+
+    def _report(self, train_seconds: float, kept: int, selection: dict[str, Any]) -> dict[str, Any]:
+        members = []
+        for k, m in enumerate([self.teacher, *self.students]):
+            trainable, total = m.params()
+            entry: dict[str, Any] = {
+                "name": m.name,
+                "role": "teacher" if k == 0 else "student",
+                "trainable_params": trainable,
+                "total_params": total,
+            }
+            if k > 0:
+                entry["selection_score"] = selection["scores"][k - 1]
+                entry["kept"] = k - 1 == kept
+            members.append(entry)
+        if self.task.test_texts:
+            self._evaluate_members(members)
+        kept_entry = members[kept + 1]
+        summary = {
+            "dataset": self.task.name,
+            "seed": self.cfg.train.seed,
+            "labels_per_class": self.cfg.data.labels_per_class,
+            "labelled_examples": len(self.task.labelled_texts),
+            "unlabelled_examples": len(self.unlabelled),
+            "selection_holdout": len(self.holdout),
+            "student": kept_entry["name"],
+            "teacher": self.cfg.model.teacher,
+            "peft": self.cfg.model.peft,
+            "trainable_params": kept_entry["trainable_params"],
+            "total_params": kept_entry["total_params"],
+            "teacher_trainable_params": members[0]["trainable_params"],
+            "teacher_total_params": members[0]["total_params"],
+            "train_seconds": round(train_seconds, 1),
+            "selection": selection["criterion"],
+        }
+        if "test" in kept_entry:
+            summary["test_accuracy"] = kept_entry["test"]["accuracy"]
+            summary["test_macro_f1"] = kept_entry["test"]["macro_f1"]
+            summary["test_size"] = kept_entry["test"]["n"]
+        return {"summary": summary, "members": members, "train_seconds": train_seconds}
+
+    def _evaluate_members(self, members: list[dict[str, Any]]) -> None:
+        for entry, m in zip(members, [self.teacher, *self.students], strict=True):
+            clf = NanoNetClassifier(m.model, m.tokenizer, self.task.label_names, self.max_length)
+            log.info("evaluating %s on %d test texts", m.name, len(self.task.test_texts))
+            entry["test"] = evaluate(
+                clf, self.task.test_texts, self.task.test_labels, self.cfg.train.eval_batch_size
+            )
+
+
+def _pad_states(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(s.shape[0] for s in states)
+    hidden = torch.zeros(len(states), width, states[0].shape[1])
+    mask = torch.zeros(len(states), width, dtype=torch.long)
+    for row, s in enumerate(states):
+        hidden[row, : s.shape[0]] = s.float()
+        mask[row, : s.shape[0]] = 1
+    return hidden, mask
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def write_jsonl(path: Any) -> Callable[[dict[str, float]], None]:
+    """An on_step callback appending each step's losses to a JSON-lines file."""
+    handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the process at exit
+
+    def _write(logs: dict[str, float]) -> None:
+        handle.write(json.dumps(logs) + "\n")
+        handle.flush()
+
+    return _write
