@@ -31,7 +31,9 @@ def parse_student_spec(text: str) -> StudentSpec:
     source, _, layers = text.strip().partition(":")
     if not source:
         raise NanoNetError(f"Student spec '{text}' is empty; write e.g. 'teacher:0,1,2'.")
-    return StudentSpec(source=source.lower(), layers=layers.strip() or None)
+    # Paths keep their case; the word "teacher" does not care.
+    source = "teacher" if source.lower() == "teacher" else source
+    return StudentSpec(source=source, layers=layers.strip() or None)
 
 
 def select_layers(selector: str | None, num_layers: int) -> list[int]:

@@ -23,7 +23,7 @@ from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
 from nanonet.models.assets import encoder_dir
 from nanonet.models.classifier import NanoNetClassifier
-from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
+from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder, mean_pool
 from nanonet.models.peft import apply_lora, count_parameters, inject_missing_biases, set_trainable
 from nanonet.models.students import parse_student_spec, select_layers, subset_layers
 from nanonet.train.config import RunConfig
@@ -207,13 +207,7 @@ class NanoNetTrainer:
         t = self.teacher
         if self.cache is None:
             return t.model(*pad_batch([t.ids[split][i] for i in idx], t.pad_id))
-        states = [self.cache[split][i] for i in idx]
-        width = max(s.shape[0] for s in states)
-        hidden = torch.zeros(len(states), width, states[0].shape[1])
-        mask = torch.zeros(len(states), width, dtype=torch.long)
-        for row, s in enumerate(states):
-            hidden[row, : s.shape[0]] = s.float()
-            mask[row, : s.shape[0]] = 1
+        hidden, mask = _pad_states([self.cache[split][i] for i in idx])
         return t.model.forward_from(hidden, mask, self.teacher_cut)
 
     def student_logits(self, member: Member, split: str, idx: list[int]) -> torch.Tensor:
@@ -368,18 +362,13 @@ class NanoNetTrainer:
 
     @torch.no_grad()
     def _init_heads(self) -> None:
-        """Centroid-initialise every head on the labelled examples (see init_head_from_centroids)."""
+        """Centroid-initialise every head on the labelled examples (init_head_from_centroids)."""
         y = self.y
-        idx = list(range(len(y)))
         t = self.teacher
         if self.cache is None:
             pooled = t.model.embed_pooled(*pad_batch(t.ids["labelled"], t.pad_id))
         else:
-            # forward_from ends in the head; recompute the pooled vector from the top layers.
-            states = [self.cache["labelled"][i].float() for i in idx]
-            hidden, mask = _pad_states(states)
-            from nanonet.models.encoder import mean_pool
-
+            hidden, mask = _pad_states(self.cache["labelled"])
             top = t.model.backbone.run_layers(hidden, mask, start=self.teacher_cut)
             pooled = mean_pool(top, mask)
         t.model.init_head_from_centroids(pooled, y)

