@@ -97,7 +97,7 @@ def set_trainable(model: nn.Module, mode: str, first_layer: int = 0) -> None:
             param.requires_grad = True
             continue
         layer = _layer_index(name)
-        in_range = (layer if layer is not None else -1) >= first_layer
+        in_range = first_layer == 0 or (layer is not None and layer >= first_layer)
         if mode == "full":
             wanted = True
         elif mode == "bitfit":

@@ -1,0 +1,238 @@
+"""Losses, views, batching, config and the NanoNet loop, on tiny random models."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import synthetic_rows
+from nanonet.data.batching import bucketed_epochs, length_sorted_batches, pad_batch
+from nanonet.data.task import Task
+from nanonet.errors import NanoNetError
+from nanonet.train.config import RunConfig
+from nanonet.train.losses import distillation_loss, mutual_loss, rampup, supervised_loss
+from nanonet.train.trainer import NanoNetTrainer
+from nanonet.train.views import apply_view
+
+# ----------------------------------------------------------------------- losses -------------
+
+
+def test_distillation_is_zero_for_identical_logits_and_positive_otherwise() -> None:
+    a = torch.tensor([[2.0, -1.0, 0.5]])
+    assert distillation_loss(a, a, 2.0).item() == pytest.approx(0.0, abs=1e-7)
+    assert distillation_loss(a, -a, 2.0).item() > 0.1
+    assert distillation_loss(a, a + 1.0, 2.0, "mse").item() == pytest.approx(1.0)
+
+
+def test_distillation_sends_no_gradient_to_the_target() -> None:
+    student = torch.zeros(2, 3, requires_grad=True)
+    target = torch.randn(2, 3, requires_grad=True)
+    distillation_loss(student, target, 1.0).backward()
+    assert student.grad is not None and target.grad is None
+
+
+def test_mutual_loss_averages_over_peers_and_is_zero_without_peers() -> None:
+    own = torch.tensor([[1.0, 0.0]])
+    p1, p2 = torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 0.0]])
+    assert mutual_loss(own, [], 1.0).item() == 0.0
+    both = mutual_loss(own, [p1, p2], 1.0).item()
+    assert both == pytest.approx(distillation_loss(own, p1, 1.0).item() / 2)
+
+
+def test_supervised_loss_is_cross_entropy() -> None:
+    logits = torch.tensor([[10.0, -10.0]])
+    assert supervised_loss(logits, torch.tensor([0])).item() < 1e-6
+
+
+def test_rampup_grows_linearly_then_stays_at_one() -> None:
+    assert rampup(0, 100, 0.2) == 0.0
+    assert rampup(10, 100, 0.2) == pytest.approx(0.5)
+    assert rampup(50, 100, 0.2) == 1.0
+    assert rampup(0, 100, 0.0) == 1.0
+
+
+# ----------------------------------------------------------------------- views --------------
+
+
+@pytest.mark.parametrize("view", ["cutoff", "shuffle", "mask", "none"])
+def test_views_keep_the_special_tokens_at_both_ends(view: str) -> None:
+    rng = np.random.default_rng(0)
+    ids = [101, *range(1000, 1030), 102]
+    out = apply_view(ids, view, 0.3, rng, mask_id=103)
+    assert out[0] == 101 and out[-1] == 102
+
+
+def test_cutoff_drops_tokens_shuffle_keeps_them() -> None:
+    rng = np.random.default_rng(0)
+    ids = [1, *range(10, 60), 2]
+    cut = apply_view(ids, "cutoff", 0.3, rng, None)
+    assert 2 < len(cut) < len(ids)
+    shuffled = apply_view(ids, "shuffle", 0.1, rng, None)
+    assert Counter(shuffled) == Counter(ids) and shuffled != ids
+    # Local: no token moves far.
+    assert max(abs(shuffled.index(t) - ids.index(t)) for t in ids) <= 3
+
+
+# ----------------------------------------------------------------------- batching -----------
+
+
+def test_inference_batches_cover_every_index_once_longest_first() -> None:
+    lengths = [5, 1, 9, 3, 7, 2, 8]
+    batches = length_sorted_batches(lengths, 3)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(7))
+    assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)
+
+
+def test_training_batches_are_an_epoch_of_similar_lengths() -> None:
+    rng = np.random.default_rng(0)
+    lengths = list(rng.integers(1, 100, size=200))
+    it = bucketed_epochs(lengths, 10, rng)
+    epoch = [next(it) for _ in range(20)]
+    assert sorted(i for b in epoch for i in b) == list(range(200))
+    spread = np.mean([np.ptp([lengths[i] for i in b]) for b in epoch])
+    assert spread < 20  # random batches would spread about 80
+
+
+def test_pad_batch_pads_to_the_batch_maximum_only() -> None:
+    ids, mask = pad_batch([[1, 2, 3], [4]], pad_id=0)
+    assert ids.tolist() == [[1, 2, 3], [4, 0, 0]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+# ----------------------------------------------------------------------- config -------------
+
+
+def test_config_yaml_round_trip(tmp_path: Path) -> None:
+    cfg = RunConfig()
+    cfg.override("train.steps=7")
+    cfg.override("model.students=[teacher:0, minilm-l3]")
+    cfg.to_yaml(tmp_path / "c.yaml")
+    assert RunConfig.from_yaml(tmp_path / "c.yaml") == cfg
+
+
+@pytest.mark.parametrize(
+    "text", ["train:\n  stepz: 3\n", "train:\n  steps: many\n", "- a list\n", "train: [1\n"]
+)
+def test_bad_config_files_are_user_errors(tmp_path: Path, text: str) -> None:
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(NanoNetError):
+        RunConfig.from_yaml(tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize("item", ["train.steps", "nope.steps=1", "train.nope=1", "train.seed=x"])
+def test_bad_overrides_are_user_errors(item: str) -> None:
+    with pytest.raises(NanoNetError):
+        RunConfig().override(item)
+
+
+# ----------------------------------------------------------------------- the loop -----------
+
+
+def _task() -> Task:
+    rows = synthetic_rows(10, seed=1)
+    names = ["neg", "pos"]
+    seen = {t for t, _ in rows}
+    pool = sorted({t for t, _ in synthetic_rows(60, seed=2)} - seen)
+    test = synthetic_rows(20, seed=3)
+    return Task(
+        name="synthetic",
+        label_names=names,
+        labelled_texts=[t for t, _ in rows],
+        labelled_labels=[names.index(y) for _, y in rows],
+        unlabelled_texts=pool,
+        test_texts=[t for t, _ in test],
+        test_labels=[names.index(y) for _, y in test],
+        max_length=32,
+    )
+
+
+def _config(teacher: Path, students: list[str], **train: object) -> RunConfig:
+    cfg = RunConfig()
+    cfg.model.teacher = str(teacher)
+    cfg.model.students = students
+    cfg.model.teacher_trainable_layers = 2
+    cfg.train.steps = 6
+    cfg.train.teacher_warmup_steps = 2
+    cfg.train.selection_holdout = 10
+    for key, value in train.items():
+        setattr(cfg.train, key, value)
+    return cfg
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_nanonet_run_trains_only_what_it_should(tiny_mpnet: Path, tiny_bert: Path) -> None:
+    trainer = NanoNetTrainer(
+        _task(), _config(tiny_mpnet, ["teacher:0,1", str(tiny_bert)]), progress=False
+    )
+    logs: list[dict] = []
+    trainer.on_step = logs.append
+    result = trainer.train()
+    # The teacher's frozen bottom (embeddings, layers 0-1 of 4) is exactly the pretrained one.
+    from nanonet.models.encoder import load_hf_encoder
+
+    fresh, _ = load_hf_encoder(tiny_mpnet)
+    fresh_state = fresh.state_dict()
+    moved = []
+    for key, value in trainer.teacher.model.backbone.hf.state_dict().items():
+        if not torch.equal(value, fresh_state[key]):
+            moved.append(key)
+    assert moved and all(k.endswith("bias") for k in moved)
+    assert all(("layer.2." in k or "layer.3." in k) for k in moved)
+
+    phases = Counter(entry["phase"] for entry in logs)
+    assert phases == {"warmup": 2, "train": 6}
+    assert {"s0_sup", "s0_kd", "s1_mutual", "teacher_sup"} <= set(logs[-1])
+
+    report = result.report
+    assert [m["role"] for m in report["members"]] == ["teacher", "student", "student"]
+    assert sum(m.get("kept", False) for m in report["members"]) == 1
+    assert "test" in report["members"][1] and 0.0 <= report["summary"]["test_accuracy"] <= 1.0
+    assert report["summary"]["selection_holdout"] == 10
+    assert result.classifier.predict(["good movie"])[0] in ("neg", "pos")
+
+
+def test_same_seed_same_model_different_seed_different_model(tiny_mpnet: Path) -> None:
+    def run(seed: int) -> np.ndarray:
+        cfg = _config(tiny_mpnet, ["teacher:0", "teacher:3"], seed=seed)
+        res = NanoNetTrainer(_task(), cfg, progress=False).train()
+        return res.classifier.predict_proba(["good movie", "dull plot"])
+
+    a, b, c = run(0), run(0), run(1)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert not np.allclose(a, c)
+
+
+def test_learns_the_synthetic_task(tiny_mpnet: Path) -> None:
+    """A tiny random model with full fine-tuning should beat chance on a learnable task."""
+    cfg = _config(tiny_mpnet, ["teacher:bottom2"], steps=60, teacher_warmup_steps=20, lr_full=3e-3)
+    cfg.model.peft = cfg.model.teacher_peft = "full"
+    cfg.model.teacher_trainable_layers = 4
+    res = NanoNetTrainer(_task(), cfg, progress=False).train()
+    assert res.report["summary"]["test_accuracy"] >= 0.8
+
+
+def test_ablations_run_without_teacher_and_without_mutual(tiny_mpnet: Path) -> None:
+    cfg = _config(tiny_mpnet, ["teacher:0", "teacher:1"], use_teacher=False, mutual_weight=0.0)
+    res = NanoNetTrainer(_task(), cfg, progress=False).train()
+    assert "cohort" in res.report["summary"]["selection"]
+
+
+def test_no_unlabelled_text_falls_back_to_supervised(tiny_mpnet: Path) -> None:
+    task = _task()
+    task.unlabelled_texts = []
+    res = NanoNetTrainer(task, _config(tiny_mpnet, ["teacher:0"]), progress=False).train()
+    assert res.report["summary"]["unlabelled_examples"] == 0
+
+
+@pytest.mark.parametrize(("field", "value"), [("kd_loss", "js"), ("views", ["blur"]), ("steps", 0)])
+def test_bad_training_settings_are_user_errors(tiny_mpnet: Path, field: str, value) -> None:
+    with pytest.raises(NanoNetError):
+        NanoNetTrainer(_task(), _config(tiny_mpnet, ["teacher:0"], **{field: value}))
