@@ -12,10 +12,37 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-WORDS = (
-    "good great fine superb lovely bad awful poor boring dull movie film plot actor story "
-    "the a an is was it this that and or but very not quite"
-).split()
+WORDS = [
+    "good",
+    "great",
+    "fine",
+    "superb",
+    "lovely",
+    "bad",
+    "awful",
+    "poor",
+    "boring",
+    "dull",
+    "movie",
+    "film",
+    "plot",
+    "actor",
+    "story",
+    "the",
+    "a",
+    "an",
+    "is",
+    "was",
+    "it",
+    "this",
+    "that",
+    "and",
+    "or",
+    "but",
+    "very",
+    "not",
+    "quite",
+]
 
 
 def _vocab(specials: list[str]) -> dict[str, int]:
@@ -23,8 +50,14 @@ def _vocab(specials: list[str]) -> dict[str, int]:
 
 
 def _write_tiny(folder: Path, family: str, layers: int) -> Path:
-    from transformers import BertConfig, BertModel, BertTokenizerFast, MPNetConfig, MPNetModel
-    from transformers import MPNetTokenizerFast
+    from transformers import (
+        BertConfig,
+        BertModel,
+        BertTokenizerFast,
+        MPNetConfig,
+        MPNetModel,
+        MPNetTokenizerFast,
+    )
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
