@@ -34,6 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nanonet: interrupted; nothing was written.", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # Permission denied, disk full, ...: the user's environment, not a bug of ours.
+        print(
+            f"nanonet: error: {exc.strerror or exc} ({exc.filename or 'no file'}).", file=sys.stderr
+        )
+        return 2
 
 
 # ---------------------------------------------------------------------------- parser ---------
@@ -94,9 +100,11 @@ def _setup_logging(quiet: bool) -> None:
         format="nanonet: %(message)s",
         stream=sys.stderr,
     )
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # transformers' load reports and per-file progress bars are noise to our users.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 # ---------------------------------------------------------------------------- train ----------
@@ -132,10 +140,26 @@ def _train_config(args: argparse.Namespace) -> Any:
         t.threads = args.threads
     for item in args.overrides:
         cfg.override(item)
+    # Absolute paths, so that the saved config.yaml reproduces the run from any folder.
+    for name in ("train_file", "unlabeled_file", "test_file"):
+        if getattr(d, name) is not None:
+            setattr(d, name, str(Path(getattr(d, name)).expanduser().resolve()))
+    m.teacher = _absolute_if_folder(m.teacher)
+    m.students = [_absolute_if_folder(s) for s in m.students]
+    cfg.validate()
     return cfg
 
 
+def _absolute_if_folder(spec: str) -> str:
+    source, sep, layers = spec.partition(":")
+    if Path(source).expanduser().is_dir():
+        return str(Path(source).expanduser().resolve()) + sep + layers
+    return spec
+
+
 def _check_out(out: Path, overwrite: bool) -> None:
+    if out.resolve() in (Path.cwd(), *Path.cwd().parents):
+        raise NanoNetError(f"--out {out} is the current folder or one above it; name a new folder.")
     if out.exists() and not overwrite:
         raise NanoNetError(
             f"Output folder {out} already exists; choose another --out or pass --overwrite."
@@ -150,10 +174,9 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from nanonet.train.run import load_task, train
-    from nanonet.train.trainer import write_jsonl
+    from nanonet.train.run import fit, load_task
 
-    out = Path(args.out)
+    out = Path(args.out).expanduser().resolve()
     _check_out(out, args.overwrite)
     cfg = _train_config(args)
     task = load_task(cfg.data, cfg.train.seed)
@@ -166,9 +189,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     tmp.mkdir(parents=True)
     try:
         cfg.to_yaml(tmp / "config.yaml")
-        result = train(
-            cfg, task, on_step=write_jsonl(tmp / "train_log.jsonl"), progress=not args.quiet
-        )
+        with open(tmp / "train_log.jsonl", "w", encoding="utf-8") as steps_log:
+
+            def on_step(logs: dict[str, float]) -> None:
+                steps_log.write(json.dumps(logs) + "\n")
+
+            result = fit(cfg, task, on_step=on_step, progress=not args.quiet)
         result.classifier.save_pretrained(tmp)
         (tmp / "training_summary.json").write_text(
             json.dumps(result.report, indent=2), encoding="utf-8"
@@ -230,6 +256,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise NanoNetError(f"--output must end in .csv or .jsonl, not '{output.suffix}'.")
     if output.exists() and not args.overwrite:
         raise NanoNetError(f"{output} already exists; choose another --output or pass --overwrite.")
+    _check_parent(output, "--output")
+    if args.batch_size < 1:
+        raise NanoNetError(f"--batch-size must be at least 1, not {args.batch_size}.")
     clf = _load_model(args.model)
     texts, _ = read_table(args.input, text_column=args.text_column, label_column=None)
     start = time.perf_counter()
@@ -239,11 +268,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for j, name in enumerate(clf.label_names):
         frame[f"prob_{name}"] = proba[:, j]
     tmp = output.with_name(f".{output.name}.partial")
-    if output.suffix.lower() == ".csv":
-        frame.to_csv(tmp, index=False)
-    else:
-        frame.to_json(tmp, orient="records", lines=True)
-    tmp.replace(output)
+    try:
+        if output.suffix.lower() == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_json(tmp, orient="records", lines=True)
+        tmp.replace(output)
+    finally:
+        tmp.unlink(missing_ok=True)
     log.info(
         "labelled %d texts in %.1f s (%.0f docs/s) -> %s",
         len(texts),
@@ -252,6 +284,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         output,
     )
     return 0
+
+
+def _check_parent(path: Path, option: str) -> None:
+    if not path.expanduser().resolve().parent.is_dir():
+        raise NanoNetError(f"The folder of {option} {path} does not exist; create it first.")
 
 
 def _load_model(path: str) -> Any:
@@ -270,6 +307,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from nanonet.data.readers import read_training_file
     from nanonet.train.metrics import evaluate
 
+    if args.output:
+        _check_parent(Path(args.output), "--output")
     clf = _load_model(args.model)
     if args.dataset:
         splits = load_builtin_splits(args.dataset)
@@ -281,6 +320,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
         if unlabelled:
             log.warning("%d rows without a label are ignored", len(unlabelled))
+        if not texts:
+            raise NanoNetError(f"{args.input} has no labelled rows to evaluate on.")
     unknown = sorted(set(names) - set(clf.label_names))
     if unknown:
         raise NanoNetError(

@@ -140,12 +140,14 @@ def package_file(dist: str, relpath: str) -> Path:
 
 def resolve_encoder_name(name: str) -> str:
     """Canonical encoder name for an alias, or ``name`` itself if it is a local HF model folder."""
+    # A folder that exists wins over a short name: the user pointed at it explicitly.
+    local = Path(name).expanduser()
+    if (local / "config.json").is_file():
+        return str(local.resolve())
     by_lower = {alias.lower(): canonical for alias, canonical in ENCODER_ALIASES.items()}
     canonical = by_lower.get(name.strip().lower())
     if canonical is not None:
         return canonical
-    if (Path(name).expanduser() / "config.json").is_file():
-        return name
     known = ", ".join(sorted(set(ENCODER_ALIASES.values())))
     aliases = ", ".join(sorted(a for a in ENCODER_ALIASES if a not in ENCODER_ALIASES.values()))
     raise NanoNetError(

@@ -49,8 +49,8 @@ class TrainConfig:
     teacher_warmup_steps: int = 40  # teacher-only steps on the labels before students start
     labeled_batch_size: int = 16
     unlabeled_batch_size: int = 32
-    lr_bias: float = 2e-3
-    lr_head: float = 1e-2
+    lr_bias: float = 1e-4
+    lr_head: float = 1e-3
     lr_full: float = 5e-5  # for peft=full / lora weights
     weight_decay: float = 0.0
     temperature: float = 2.0
@@ -72,6 +72,29 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        """Range checks a type check cannot do; one clear sentence per problem."""
+        d, t = self.data, self.train
+        rules = [
+            ("data.labels_per_class", d.labels_per_class, 1),
+            ("data.max_unlabeled", d.max_unlabeled, 0),
+            ("data.max_length", d.max_length, 8),
+            ("model.teacher_trainable_layers", self.model.teacher_trainable_layers, 0),
+            ("model.lora_rank", self.model.lora_rank, 1),
+            ("train.seed", t.seed, 0),
+            ("train.steps", t.steps, 1),
+            ("train.teacher_warmup_steps", t.teacher_warmup_steps, 0),
+            ("train.labeled_batch_size", t.labeled_batch_size, 1),
+            ("train.unlabeled_batch_size", t.unlabeled_batch_size, 1),
+            ("train.eval_batch_size", t.eval_batch_size, 1),
+            ("train.selection_holdout", t.selection_holdout, 0),
+            ("train.threads", t.threads, 1),
+            ("train.temperature", t.temperature, 1e-6),
+        ]
+        for key, value, low in rules:
+            if value is not None and value < low:
+                raise NanoNetError(f"{key} must be at least {low}, not {value}.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,4 +1,4 @@
-"""From a RunConfig to a trained result: the recipe behind `nanonet train` and `nanonet.train`."""
+"""From a RunConfig to a trained result: the recipe behind `nanonet train` and `nanonet.fit`."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def _cap_pool(task: Task, cap: int | None, seed: int) -> Task:
     return task
 
 
-def train(
+def fit(
     config: RunConfig | None = None,
     task: Task | None = None,
     on_step: Callable[[dict[str, float]], None] | None = None,

@@ -7,7 +7,6 @@ the teacher) and the choice of the student to keep.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -83,6 +82,7 @@ class NanoNetTrainer:
 
     # ------------------------------------------------------------------ set-up ----------
     def _validate(self) -> None:
+        self.cfg.validate()
         tc = self.cfg.train
         if self.num_labels < 2:
             raise NanoNetError("Training needs at least two classes in the labelled data.")
@@ -93,8 +93,6 @@ class NanoNetTrainer:
                 raise NanoNetError(f"Unknown view '{view}'; choose from {', '.join(VIEWS)}.")
         if not self.cfg.model.students:
             raise NanoNetError("model.students is empty; give at least one student spec.")
-        if tc.steps < 1:
-            raise NanoNetError("train.steps must be at least 1.")
 
     def _split_pool(self, rng: np.random.Generator) -> tuple[list[str], list[str]]:
         """Hold out some unlabelled texts to choose the kept student (never the test set)."""
@@ -482,14 +480,3 @@ def _pad_states(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
-
-
-def write_jsonl(path: Any) -> Callable[[dict[str, float]], None]:
-    """An on_step callback appending each step's losses to a JSON-lines file."""
-    handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the process at exit
-
-    def _write(logs: dict[str, float]) -> None:
-        handle.write(json.dumps(logs) + "\n")
-        handle.flush()
-
-    return _write
