@@ -1,4 +1,8 @@
-"""End to end on real packaged models and a small slice of a real dataset (slow; CI runs it)."""
+"""End to end on real packaged models and a small slice of a real dataset (slow; CI runs it).
+
+The default cohort: the MPNet teacher, a student of its bottom two layers, and the packaged
+MiniLM-L3 (converted from ONNX); 300 unlabelled reviews and 20 steps keep it to minutes.
+"""
 
 from __future__ import annotations
 
@@ -26,11 +30,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "10",
             "--seed",
             "0",
-            "--teacher",
-            "minilm-l6",
-            "--students",
-            "teacher:bottom2",
-            "minilm-l3",
             "--max-unlabeled",
             "300",
             "--steps",
@@ -39,7 +38,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
             str(out),
             "train.teacher_warmup_steps=10",
             "train.selection_holdout=60",
-            "model.teacher_trainable_layers=2",
         ]
     )
     assert code == 0
@@ -52,8 +50,10 @@ def test_real_run_reports_every_member_and_keeps_one(trained: Path) -> None:
     assert len(members) == 3 and sum(m.get("kept", False) for m in members) == 1
     for m in members:
         assert m["test"]["n"] == 2000
-        # 10 labels per class on real reviews: clearly better than the majority class (0.578).
-        assert m["test"]["accuracy"] > 0.6 and m["test"]["macro_f1"] > 0.55, m["name"]
+        # Not a constant predictor (that scores macro-F1 <= 0.37 on this split).
+        assert m["test"]["macro_f1"] > 0.45, m["name"]
+    # The real MPNet teacher from 10 labels per class: its frozen-probe level is about 0.8.
+    assert members[0]["test"]["accuracy"] > 0.7
     s = report["summary"]
     assert s["labelled_examples"] == 20 and s["unlabelled_examples"] == 240
     assert s["trainable_params"] < 0.01 * s["total_params"]
