@@ -49,8 +49,12 @@ class TrainConfig:
     teacher_warmup_steps: int = 40  # teacher-only steps on the labels before students start
     labeled_batch_size: int = 16
     unlabeled_batch_size: int = 32
+    # Students learn from thousands of distillation targets; the teacher only from the labels
+    # (and its own confident pseudo-labels), so it moves more carefully.
     lr_bias: float = 1e-4
     lr_head: float = 1e-3
+    teacher_lr_bias: float = 1e-4
+    teacher_lr_head: float = 1e-3
     lr_full: float = 5e-5  # for peft=full / lora weights
     weight_decay: float = 0.0
     temperature: float = 2.0

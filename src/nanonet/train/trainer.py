@@ -147,7 +147,9 @@ class NanoNetTrainer:
         set_trainable(model, mc.peft, 0)
         return self._member(str(spec), model, tok, view)
 
-    def _optimizer(self, member: Member, total_steps: int) -> None:
+    def _optimizer(
+        self, member: Member, total_steps: int, lr_bias: float, lr_head: float, peft: str
+    ) -> None:
         tc = self.cfg.train
         groups: dict[str, list[torch.nn.Parameter]] = {"head": [], "bias": [], "other": []}
         for name, p in member.model.named_parameters():
@@ -157,10 +159,10 @@ class NanoNetTrainer:
                 "head" if name.startswith("head.") else "bias" if name.endswith("bias") else "other"
             )
             groups[key].append(p)
-        lrs = {"head": tc.lr_head, "bias": tc.lr_bias, "other": tc.lr_full}
-        if self.cfg.model.peft == "full" or self.cfg.model.teacher_peft == "full":
+        lrs = {"head": lr_head, "bias": lr_bias, "other": tc.lr_full}
+        if peft == "full":
             # Full fine-tuning moves every weight: biases then take the small full-FT rate too.
-            lrs["bias"] = min(tc.lr_bias, tc.lr_full * 10)
+            lrs["bias"] = min(lr_bias, tc.lr_full * 10)
         param_groups = [
             {"params": ps, "lr": lrs[k], "weight_decay": 0.0 if k == "bias" else tc.weight_decay}
             for k, ps in groups.items()
@@ -296,9 +298,16 @@ class NanoNetTrainer:
             self._build_student(spec, views[k % len(views)])
             for k, spec in enumerate(self.cfg.model.students)
         ]
-        self._optimizer(self.teacher, tc.teacher_warmup_steps + tc.steps)
+        mc = self.cfg.model
+        self._optimizer(
+            self.teacher,
+            tc.teacher_warmup_steps + tc.steps,
+            tc.teacher_lr_bias,
+            tc.teacher_lr_head,
+            mc.teacher_peft,
+        )
         for s in self.students:
-            self._optimizer(s, tc.steps)
+            self._optimizer(s, tc.steps, tc.lr_bias, tc.lr_head, mc.peft)
         self._log_parameters()
         self._cache_teacher_bottom()
         self._init_heads()
