@@ -227,3 +227,15 @@ def test_predict_validates_its_input(tiny_bert) -> None:
 def test_loading_a_folder_that_is_not_a_model_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(NanoNetError, match="not a NanoNet model folder"):
         NanoNetClassifier.from_pretrained(tmp_path)
+
+
+def test_packed_runner_matches_the_plain_model(encoder) -> None:
+    from nanonet.models.packed import PackedEncoderClassifier
+
+    hf, tok = encoder
+    model = EncoderClassifier(Backbone(hf), num_labels=3).eval()
+    ids, mask = _batch(tok)
+    with torch.no_grad():
+        plain = model(ids, mask)
+    packed = PackedEncoderClassifier(model)(ids, mask)
+    torch.testing.assert_close(packed, plain, atol=1e-5, rtol=1e-5)

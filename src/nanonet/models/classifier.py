@@ -25,6 +25,7 @@ from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
 from nanonet.models.peft import merge_lora
 
 FORMAT_VERSION = 1
+BACKENDS = ("torch", "packed", "onnx")
 
 
 class NanoNetClassifier:
@@ -99,7 +100,14 @@ class NanoNetClassifier:
         return path
 
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> NanoNetClassifier:
+    def from_pretrained(
+        cls, path: str | Path, backend: str = "torch", quantized: bool = False
+    ) -> NanoNetClassifier:
+        """Load a saved model. `backend`: "torch" (default), "packed" (torch, no compute on
+        padding) or "onnx" (ONNX Runtime; run `nanonet export` first; `quantized=True` takes
+        the int8 file)."""
+        if backend not in BACKENDS:
+            raise NanoNetError(f"Unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}.")
         path = Path(path)
         meta_file = path / "nanonet.json"
         if not meta_file.is_file():
@@ -110,8 +118,16 @@ class NanoNetClassifier:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
         hf, tokenizer = load_hf_encoder(path)
         head = load_file(str(path / "head.safetensors"))
-        model = EncoderClassifier(Backbone(hf), num_labels=len(meta["label_names"]))
+        model: Any = EncoderClassifier(Backbone(hf), num_labels=len(meta["label_names"]))
         model.head.load_state_dict(head)
+        if backend == "packed":
+            from nanonet.models.packed import PackedEncoderClassifier
+
+            model = PackedEncoderClassifier(model)
+        elif backend == "onnx":
+            from nanonet.models.onnx_runtime import load_onnx_model
+
+            model = load_onnx_model(path, quantized)
         return cls(model, tokenizer, meta["label_names"], meta["max_length"], meta["summary"])
 
 
