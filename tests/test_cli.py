@@ -266,7 +266,7 @@ def test_predict_csv_writes_label_and_probability_columns(
     output = tmp_path / "preds.csv"
     assert main(_predict_argv(trained.out, texts_csv, output)) == 0
     frame = pd.read_csv(output)
-    assert list(frame.columns) == ["label", "prob_neg", "prob_pos"]
+    assert list(frame.columns) == ["row", "label", "prob_neg", "prob_pos"]
     assert len(frame) == len(TEXTS)
     np.testing.assert_allclose(frame["prob_neg"] + frame["prob_pos"], 1.0, atol=1e-5)
     expected = np.where(frame["prob_pos"] > frame["prob_neg"], "pos", "neg")
@@ -290,7 +290,7 @@ def test_predict_jsonl_output_has_one_record_per_text(
     records = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
     assert len(records) == len(TEXTS)
     for record in records:
-        assert set(record) == {"label", "prob_neg", "prob_pos"}
+        assert set(record) == {"row", "label", "prob_neg", "prob_pos"}
         assert record["label"] in ("neg", "pos")
         assert record["prob_neg"] + record["prob_pos"] == pytest.approx(1.0, abs=1e-5)
 

@@ -74,12 +74,22 @@ def _parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="label texts with a saved model")
     pr.add_argument("--model", required=True, help="a folder written by `nanonet train`")
     pr.add_argument(
-        "--input", required=True, help="CSV, TSV, JSONL, Parquet or .txt (one per line)"
+        "--input",
+        required=True,
+        help="CSV, TSV, JSON lines, Parquet or .txt (one text per line); read as a stream",
     )
-    pr.add_argument("--output", required=True, help="CSV or JSONL file for labels + probabilities")
+    pr.add_argument(
+        "--output",
+        required=True,
+        help="CSV or JSONL file: row, label, prob_<class>...; written as it goes",
+    )
     pr.add_argument("--text-column", default="text")
     pr.add_argument("--batch-size", type=int, default=64)
+    pr.add_argument(
+        "--chunk-rows", type=int, default=4096, help="texts read, predicted and written at a time"
+    )
     pr.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    pr.add_argument("--resume", action="store_true", help="continue an interrupted run's --output")
     pr.set_defaults(func=cmd_predict)
 
     e = sub.add_parser("eval", help="accuracy, macro-F1 and confusion matrix of a saved model")
@@ -91,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--label-column", default="label")
     e.add_argument("--output", help="also write the metrics as JSON here")
     e.set_defaults(func=cmd_eval)
+
+    x = sub.add_parser("export", help="export a saved model to ONNX (optionally int8)")
+    x.add_argument("--model", required=True, help="a folder written by `nanonet train`")
+    x.add_argument("--format", default="onnx", help="export format (onnx)")
+    x.add_argument("--quantize", help="also write a dynamically quantized model: int8")
+    x.set_defaults(func=cmd_export)
     return p
 
 
@@ -247,40 +263,53 @@ def format_report(report: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------- predict --------
 def cmd_predict(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from nanonet.data.readers import read_table
+    from nanonet.infer.stream import StreamInterrupted, iter_texts, predict_stream
 
     output = Path(args.output)
     if output.suffix.lower() not in (".csv", ".jsonl"):
         raise NanoNetError(f"--output must end in .csv or .jsonl, not '{output.suffix}'.")
-    if output.exists() and not args.overwrite:
-        raise NanoNetError(f"{output} already exists; choose another --output or pass --overwrite.")
+    if args.resume and args.overwrite:
+        raise NanoNetError("--resume continues --output and --overwrite replaces it; pass one.")
+    if output.exists() and not (args.overwrite or args.resume):
+        raise NanoNetError(
+            f"{output} already exists; pass --resume to continue it, --overwrite to replace it, "
+            "or choose another --output."
+        )
     _check_parent(output, "--output")
     if args.batch_size < 1:
         raise NanoNetError(f"--batch-size must be at least 1, not {args.batch_size}.")
+    if args.chunk_rows < 1:
+        raise NanoNetError(f"--chunk-rows must be at least 1, not {args.chunk_rows}.")
+    # Check the input (file, format, column) before spending seconds on loading the model.
+    iter_texts(args.input, args.text_column, args.chunk_rows).close()
     clf = _load_model(args.model)
-    texts, _ = read_table(args.input, text_column=args.text_column, label_column=None)
     start = time.perf_counter()
-    proba = clf.predict_proba(texts, batch_size=args.batch_size)
-    seconds = time.perf_counter() - start
-    frame = pd.DataFrame({"label": [clf.label_names[i] for i in proba.argmax(-1)]})
-    for j, name in enumerate(clf.label_names):
-        frame[f"prob_{name}"] = proba[:, j]
-    tmp = output.with_name(f".{output.name}.partial")
     try:
-        if output.suffix.lower() == ".csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_json(tmp, orient="records", lines=True)
-        tmp.replace(output)
-    finally:
-        tmp.unlink(missing_ok=True)
+        stats = predict_stream(
+            clf,
+            args.input,
+            output,
+            text_column=args.text_column,
+            batch_size=args.batch_size,
+            chunk_rows=args.chunk_rows,
+            resume=args.resume,
+            progress=not args.quiet and sys.stderr.isatty(),
+        )
+    except StreamInterrupted as exc:
+        # main's "nothing was written" is wrong here: the output holds a valid prefix.
+        print(
+            f"nanonet: interrupted after {exc.rows} rows; re-run with --resume to continue.",
+            file=sys.stderr,
+        )
+        return 130
+    seconds = time.perf_counter() - start
+    already = f" ({stats['skipped']} were already there)" if stats["skipped"] else ""
     log.info(
-        "labelled %d texts in %.1f s (%.0f docs/s) -> %s",
-        len(texts),
+        "labelled %d texts%s in %.1f s (%.0f docs/s) -> %s",
+        stats["rows"],
+        already,
         seconds,
-        len(texts) / max(seconds, 1e-9),
+        stats["rows"] / max(seconds, 1e-9),
         output,
     )
     return 0
@@ -340,6 +369,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"{name:<{width}}" + "".join(f"{v:>9}" for v in row))
     if args.output:
         Path(args.output).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    return 0
+
+
+# ---------------------------------------------------------------------------- export ---------
+def cmd_export(args: argparse.Namespace) -> int:
+    from nanonet.infer.export import export_model
+
+    for path in export_model(args.model, args.format, args.quantize):
+        print(path)
     return 0
 
 

@@ -33,7 +33,7 @@ class NanoNetClassifier:
 
     def __init__(
         self,
-        model: EncoderClassifier,
+        model: EncoderClassifier | Any,  # or any callable (ids, mask) -> logits with .eval()
         tokenizer: Any,
         label_names: Sequence[str],
         max_length: int = 128,
@@ -73,6 +73,10 @@ class NanoNetClassifier:
 
     # -- persistence ----------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> Path:
+        if not isinstance(self.model, EncoderClassifier):
+            raise NanoNetError(
+                "Only a torch-backed model can be saved; load it with backend='torch' first."
+            )
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         merge_lora(self.model)
@@ -108,14 +112,12 @@ class NanoNetClassifier:
         the int8 file)."""
         if backend not in BACKENDS:
             raise NanoNetError(f"Unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}.")
+        if backend == "onnx":
+            from nanonet.models.onnx_runtime import onnx_classifier
+
+            return onnx_classifier(path, quantized)
         path = Path(path)
-        meta_file = path / "nanonet.json"
-        if not meta_file.is_file():
-            raise NanoNetError(
-                f"{path} is not a NanoNet model folder (no nanonet.json); pass the folder "
-                "written by `nanonet train --out`."
-            )
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        meta = read_model_meta(path)
         hf, tokenizer = load_hf_encoder(path)
         head = load_file(str(path / "head.safetensors"))
         model: Any = EncoderClassifier(Backbone(hf), num_labels=len(meta["label_names"]))
@@ -124,11 +126,23 @@ class NanoNetClassifier:
             from nanonet.models.packed import PackedEncoderClassifier
 
             model = PackedEncoderClassifier(model)
-        elif backend == "onnx":
-            from nanonet.models.onnx_runtime import load_onnx_model
-
-            model = load_onnx_model(path, quantized)
         return cls(model, tokenizer, meta["label_names"], meta["max_length"], meta["summary"])
+
+
+def read_model_meta(model_dir: str | Path) -> dict[str, Any]:
+    """nanonet.json of a saved model folder, or one clear error if it is not one."""
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise NanoNetError(
+            f"Model folder {path} does not exist; pass the folder written by `nanonet train --out`."
+        )
+    meta_file = path / "nanonet.json"
+    if not meta_file.is_file():
+        raise NanoNetError(
+            f"{path} is not a NanoNet model folder (no nanonet.json); pass the folder "
+            "written by `nanonet train --out`."
+        )
+    return json.loads(meta_file.read_text(encoding="utf-8"))
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

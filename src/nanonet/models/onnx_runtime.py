@@ -1,0 +1,154 @@
+"""Run an exported NanoNet model with ONNX Runtime instead of PyTorch.
+
+`OnnxEncoderClassifier` stands in for `EncoderClassifier` at inference: NanoNetClassifier only
+calls ``model(input_ids, mask)`` and ``model.eval()``, so tokenisation, length-sorted batching and
+label handling stay in one place. The files are written by :mod:`nanonet.infer.export`
+(``nanonet export --model DIR --format onnx [--quantize int8]``) into ``DIR/onnx/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from nanonet.errors import NanoNetError
+from nanonet.models.classifier import read_model_meta
+
+if TYPE_CHECKING:
+    from nanonet.models.classifier import NanoNetClassifier
+
+ONNX_SUBDIR = "onnx"
+FP32_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+EXPORT_META_FILE = "export.json"
+INPUT_NAMES = ("input_ids", "attention_mask")
+OUTPUT_NAME = "logits"
+# Files whose content the exported graph was built from; export.json records their sha256.
+HEAD_FILE = "head.safetensors"
+
+
+def onnx_path(model_dir: str | Path, quantized: bool) -> Path:
+    """Where `nanonet export` puts the fp32 or int8 graph of a model folder."""
+    return Path(model_dir) / ONNX_SUBDIR / (INT8_FILE if quantized else FP32_FILE)
+
+
+def export_command(model_dir: str | Path, quantized: bool) -> str:
+    quant = " --quantize int8" if quantized else ""
+    return f"nanonet export --model {model_dir} --format onnx{quant}"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class OnnxEncoderClassifier:
+    """An ONNX Runtime session with the call signature of `EncoderClassifier` (inference only)."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        options = ort.SessionOptions()
+        # Lets ORT fuse LayerNorm/GELU/MatMul+Add at load time; the file stays portable.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Same default as the torch backend, so switching backends does not change CPU usage.
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1  # a sequential graph: a second pool would only idle
+        self.session = ort.InferenceSession(
+            str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        dim = self.session.get_outputs()[0].shape[-1]
+        self.num_labels: int | None = dim if isinstance(dim, int) else None
+
+    def __call__(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        feeds = {
+            INPUT_NAMES[0]: _as_int64(input_ids),
+            INPUT_NAMES[1]: _as_int64(mask),
+        }
+        (logits,) = self.session.run([OUTPUT_NAME], feeds)
+        return torch.from_numpy(logits)
+
+    def eval(self) -> OnnxEncoderClassifier:
+        return self  # no dropout to switch off: the graph was exported in eval mode
+
+    def __repr__(self) -> str:
+        return f"OnnxEncoderClassifier({self.path})"
+
+
+def _as_int64(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.int64)
+
+
+def load_onnx_model(
+    model_dir: str | Path, quantized: bool = False, threads: int | None = None
+) -> OnnxEncoderClassifier:
+    """The exported graph of a model folder; a NanoNetError says how to export it if missing."""
+    path = onnx_path(model_dir, quantized)
+    kind = "int8 ONNX" if quantized else "ONNX"
+    if not path.is_file():
+        raise NanoNetError(
+            f"{Path(model_dir)} has no {kind} export ({path.name} is missing); create it with "
+            f"`{export_command(model_dir, quantized)}`."
+        )
+    _check_not_stale(Path(model_dir), quantized)
+    try:
+        return OnnxEncoderClassifier(path, threads)
+    except Exception as exc:  # ORT raises its own pybind types for unreadable or foreign files
+        raise NanoNetError(
+            f"ONNX Runtime cannot load {path} ({type(exc).__name__}); re-create it with "
+            f"`{export_command(model_dir, quantized)}`."
+        ) from exc
+
+
+def _check_not_stale(model_dir: Path, quantized: bool) -> None:
+    # A model folder retrained in place (or a head replaced) would otherwise keep serving the old
+    # graph silently. Only the head is hashed on load: it is tiny and changes with every training.
+    meta_file = model_dir / ONNX_SUBDIR / EXPORT_META_FILE
+    head = model_dir / HEAD_FILE
+    if not meta_file.is_file() or not head.is_file():
+        return
+    try:
+        recorded = json.loads(meta_file.read_text(encoding="utf-8"))["source"][HEAD_FILE]
+    except (ValueError, KeyError, TypeError):
+        return
+    if recorded != file_sha256(head):
+        raise NanoNetError(
+            f"The ONNX export in {model_dir / ONNX_SUBDIR} is older than the model in {model_dir}; "
+            f"re-create it with `{export_command(model_dir, quantized)}`."
+        )
+
+
+def onnx_classifier(
+    model_dir: str | Path, quantized: bool = False, threads: int | None = None
+) -> NanoNetClassifier:
+    """A NanoNetClassifier that predicts with the ONNX export of `model_dir` (no torch weights)."""
+    from transformers import AutoTokenizer
+
+    from nanonet.models.classifier import NanoNetClassifier
+
+    meta = read_model_meta(model_dir)
+    model = load_onnx_model(model_dir, quantized, threads)
+    labels = meta["label_names"]
+    if model.num_labels is not None and model.num_labels != len(labels):
+        raise NanoNetError(
+            f"The ONNX export in {Path(model_dir)} has {model.num_labels} outputs but the model "
+            f"has {len(labels)} labels; re-create it with `{export_command(model_dir, quantized)}`."
+        )
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    # Duck-typed: NanoNetClassifier only calls model(ids, mask) and model.eval().
+    return NanoNetClassifier(
+        model,  # type: ignore[arg-type]
+        tokenizer,
+        labels,
+        meta["max_length"],
+        meta.get("summary"),
+    )
