@@ -107,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--format", default="onnx", help="export format (onnx)")
     x.add_argument("--quantize", help="also write a dynamically quantized model: int8")
     x.set_defaults(func=cmd_export)
+
+    from nanonet.serve.server import add_serve_arguments, serve_from_args
+
+    s = sub.add_parser("serve", help="serve a saved model over HTTP (FastAPI + uvicorn)")
+    add_serve_arguments(s)
+    s.set_defaults(func=serve_from_args)
     return p
 
 
