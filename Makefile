@@ -37,3 +37,30 @@ format: install
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache
+
+# --- benchmark (../shared/docs/benchmark.md) ----------------------------------------------------
+# The full protocol takes many hours on 2 cores. Every (dataset, method, seed) is stored in
+# benchmarks/results/ as soon as it finishes and skipped next time, so `make bench` can be
+# stopped and started again. One run at a time:
+#   make bench BENCH_ARGS="--dataset bbc_news --method tfidf --seed 0"
+# Other options: --retry-failed (run crashed/timed-out runs again), --timeout-min N, --dry-run.
+BENCH_CONFIG ?= benchmarks/configs/protocol.yaml
+BENCH_ARGS ?=
+BENCH_STAMP := $(VENV)/.nanonet-bench-installed
+
+.PHONY: bench bench-report bench-smoke
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e ".[bench]"
+	touch $(BENCH_STAMP)
+
+# Runs what is not stored yet, then regenerates benchmarks/RESULTS.md and benchmarks/plots/.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m nanonet.bench --config $(BENCH_CONFIG) $(BENCH_ARGS)
+
+bench-report: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/make_report.py --config $(BENCH_CONFIG)
+
+# A few minutes: the harness end to end on tiny settings (results in benchmarks/smoke/).
+bench-smoke: $(BENCH_STAMP)
+	$(BIN)/python -m nanonet.bench --config benchmarks/configs/smoke.yaml

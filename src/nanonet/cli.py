@@ -113,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve a saved model over HTTP (FastAPI + uvicorn)")
     add_serve_arguments(s)
     s.set_defaults(func=serve_from_args)
+
+    from nanonet.bench.harness import add_bench_arguments, bench_from_args
+
+    b = sub.add_parser("bench", help="run the benchmark protocol (one JSON per run, resumable)")
+    add_bench_arguments(b)
+    b.set_defaults(func=bench_from_args)
     return p
 
 

@@ -1,0 +1,367 @@
+"""The benchmark harness: config, skip logic, failure recording, report, and the cheap methods."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conftest import synthetic_rows
+from nanonet.bench.config import RunSpec, expand_runs, load_bench_config, parse_bench_config
+from nanonet.bench.harness import bench_main, run_isolated
+from nanonet.bench.measure import docs_per_second, folder_size_mb, score, throughput_sample
+from nanonet.bench.methods import RunContext, get_method
+from nanonet.bench.report import fmt_mean_std, pareto_front, write_report
+from nanonet.bench.results import (
+    base_record,
+    read_result,
+    result_path,
+    skip_reason,
+    write_json_atomic,
+)
+from nanonet.data.task import Task
+from nanonet.errors import NanoNetError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _config(tmp_path: Path, methods: list[dict[str, Any]] | None = None, **extra: Any) -> Path:
+    raw = {
+        "name": "t",
+        "datasets": {"rotten_tomatoes": {"throughput_texts": 16}, "bbc_news": {}},
+        "seeds": [0, 1, 2],
+        "results_dir": str(tmp_path / "results"),
+        "report": str(tmp_path / "RESULTS.md"),
+        "plots_dir": str(tmp_path / "plots"),
+        "methods": methods
+        or [
+            {"name": "tfidf", "kind": "tfidf"},
+            {
+                "name": "setfit-mpnet",
+                "kind": "setfit",
+                "per_dataset": {"bbc_news": {"num_iterations": 5}},
+                "seeds": [0],
+            },
+        ],
+        **extra,
+    }
+    path = tmp_path / "bench.yaml"
+    path.write_text(json.dumps(raw), encoding="utf-8")  # JSON is YAML
+    return path
+
+
+def _ok(run: RunSpec, accuracy: float, **extra: Any) -> dict[str, Any]:
+    record = base_record(run, "ok")
+    record.update(
+        accuracy=accuracy,
+        macro_f1=accuracy - 0.05,
+        train_seconds=10.0,
+        peak_rss_mb=900.0,
+        baseline_rss_mb=450.0,
+        trainable_params=1000,
+        total_params=20_000_000,
+        model_size_mb=66.0,
+        docs_per_s=100.0,
+        teacher_docs_per_s=10.0,
+        throughput_ratio=10.0,
+        throughput_texts=16,
+        test_size=2000,
+        commit="abc123",
+        threads=2,
+        machine={"cpu": "Test CPU", "cores": 2, "ram_gb": 8.0, "python": "3.11"},
+        **extra,
+    )
+    return record
+
+
+def _task() -> Task:
+    rows = synthetic_rows(10, seed=1)
+    test = synthetic_rows(20, seed=3)
+    names = ["neg", "pos"]
+    return Task(
+        name="synthetic",
+        label_names=names,
+        labelled_texts=[t for t, _ in rows],
+        labelled_labels=[names.index(label) for _, label in rows],
+        unlabelled_texts=[t for t, _ in synthetic_rows(30, seed=2)],
+        test_texts=[t for t, _ in test],
+        test_labels=[names.index(label) for _, label in test],
+        max_length=32,
+    )
+
+
+def _ctx(tmp_path: Path) -> RunContext:
+    return RunContext(seed=0, threads=1, labels_per_class=10, batch_size=64, scratch=tmp_path)
+
+
+# --- config -------------------------------------------------------------------------------------
+
+
+def test_config_expands_runs_with_filters_and_per_dataset_settings(tmp_path: Path) -> None:
+    cfg = load_bench_config(_config(tmp_path))
+    runs = expand_runs(cfg)
+    # tfidf: 2 datasets x 3 seeds; setfit: seed 0 only, on both datasets.
+    assert len(runs) == 8
+    assert [r.stem for r in expand_runs(cfg, "bbc_news", "setfit-mpnet")] == [
+        "bbc_news__setfit-mpnet__seed0"
+    ]
+    assert expand_runs(cfg, only_seed=2) == [r for r in runs if r.seed == 2]
+    setfit = cfg.method("setfit-mpnet")
+    assert setfit.settings_for("bbc_news")["num_iterations"] == 5
+    assert setfit.settings_for("rotten_tomatoes")["num_iterations"] == 20
+    assert setfit.settings_for("rotten_tomatoes")["batch_size"] == 16
+    with pytest.raises(NanoNetError, match="not in"):
+        expand_runs(cfg, only_method="nope")
+
+
+def test_config_refuses_unknown_settings_and_kinds(tmp_path: Path) -> None:
+    with pytest.raises(NanoNetError, match="num_iteration"):
+        load_bench_config(
+            _config(tmp_path, [{"name": "s", "kind": "setfit", "settings": {"num_iteration": 3}}])
+        )
+    with pytest.raises(NanoNetError, match="unknown kind"):
+        load_bench_config(_config(tmp_path, [{"name": "x", "kind": "magic"}]))
+
+
+def test_shipped_configs_parse() -> None:
+    protocol = load_bench_config(REPO / "benchmarks/configs/protocol.yaml")
+    names = {m.name for m in protocol.methods}
+    for needed in ("nanonet", "nanonet-no-mutual", "nanonet-no-teacher", "nanonet-full-ft"):
+        assert needed in names
+    assert {m.kind for m in protocol.methods} == {"nanonet", "setfit", "finetune", "probe", "tfidf"}
+    assert [d.name for d in protocol.datasets] == ["rotten_tomatoes", "bbc_news", "20newsgroups"]
+    assert protocol.seeds == [0, 1, 2]
+    for m in protocol.methods:
+        if m.kind == "setfit":
+            assert m.settings_for("20newsgroups")["num_iterations"] == 5
+            assert m.settings_for("bbc_news")["num_iterations"] == 20
+    load_bench_config(REPO / "benchmarks/configs/smoke.yaml")
+
+
+def test_fingerprint_follows_settings_only() -> None:
+    raw = {"datasets": ["rotten_tomatoes"], "methods": [{"name": "t", "kind": "tfidf"}]}
+    a = expand_runs(parse_bench_config(raw, Path("a.yaml")))[0]
+    b = expand_runs(parse_bench_config({**raw, "threads": 1}, Path("b.yaml")))[0]
+    raw_c = {**raw, "methods": [{"name": "t", "kind": "tfidf", "settings": {"C": 10.0}}]}
+    c = expand_runs(parse_bench_config(raw_c, Path("c.yaml")))[0]
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+# --- skip logic ---------------------------------------------------------------------------------
+
+
+def test_skip_reason(tmp_path: Path) -> None:
+    run = expand_runs(load_bench_config(_config(tmp_path)))[0]
+    assert skip_reason(None, run, retry_failed=False) is None
+    assert skip_reason(_ok(run, 0.8), run, retry_failed=True) == "already stored"
+    crashed = base_record(run, "crashed")
+    assert "crashed" in skip_reason(crashed, run, retry_failed=False)
+    assert skip_reason(crashed, run, retry_failed=True) is None
+    assert skip_reason(base_record(run, "unavailable"), run, retry_failed=False) is None
+    stale = {**_ok(run, 0.8), "fingerprint": "other settings"}
+    assert skip_reason(stale, run, retry_failed=False) is None
+
+
+def test_bench_main_skips_stored_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = _config(tmp_path)
+    cfg = load_bench_config(path)
+    for run in expand_runs(cfg, only_dataset="rotten_tomatoes", only_method="tfidf"):
+        write_json_atomic(result_path(cfg.results_dir, run), _ok(run, 0.7 + 0.01 * run.seed))
+    code = bench_main(str(path), "rotten_tomatoes", "tfidf", None, None, report=False)
+    assert code == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped, already stored") == 3
+    assert "running" not in out
+
+
+def test_bench_main_refuses_a_bad_filter(tmp_path: Path) -> None:
+    assert bench_main(str(_config(tmp_path)), "imdb", None, None, None) == 2
+
+
+# --- failure recording --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def one_run(tmp_path: Path) -> RunSpec:
+    return expand_runs(load_bench_config(_config(tmp_path)))[0]
+
+
+def test_crash_is_recorded_with_the_log_tail(tmp_path: Path, one_run: RunSpec) -> None:
+    out, log = tmp_path / "r.json", tmp_path / "logs" / "r.log"
+    script = "import sys; print('loading'); raise RuntimeError('boom in the method')"
+    record = run_isolated(one_run, [sys.executable, "-c", script], out, log, timeout_s=60)
+    assert record["status"] == "crashed"
+    assert record["returncode"] == 1
+    assert "boom in the method" in record["error"]
+    assert read_result(out) == record
+
+
+def test_timeout_is_recorded_and_the_child_ended(tmp_path: Path, one_run: RunSpec) -> None:
+    out, log = tmp_path / "r.json", tmp_path / "r.log"
+    started = time.monotonic()
+    record = run_isolated(
+        one_run, [sys.executable, "-c", "import time; time.sleep(60)"], out, log, timeout_s=1
+    )
+    assert time.monotonic() - started < 20
+    assert record["status"] == "timeout"
+    assert read_result(out)["status"] == "timeout"
+
+
+def test_a_child_that_exits_0_without_a_result_is_a_crash(tmp_path: Path, one_run: RunSpec) -> None:
+    out = tmp_path / "r.json"
+    write_json_atomic(out, _ok(one_run, 0.9))  # a stale result must not pass for this run's
+    record = run_isolated(one_run, [sys.executable, "-c", "pass"], out, tmp_path / "l", 60)
+    assert record["status"] == "crashed"
+
+
+def test_the_childs_own_result_is_returned(tmp_path: Path, one_run: RunSpec) -> None:
+    out = tmp_path / "r.json"
+    payload = json.dumps(_ok(one_run, 0.75))
+    script = f"import pathlib, sys; pathlib.Path(sys.argv[1]).write_text({payload!r})"
+    record = run_isolated(
+        one_run, [sys.executable, "-c", script, str(out)], out, tmp_path / "l", 60
+    )
+    assert record["status"] == "ok" and record["accuracy"] == 0.75
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def test_mean_std_format() -> None:
+    assert fmt_mean_std([0.7, 0.8, 0.9]) == "0.800 ± 0.100"  # sample std
+    assert fmt_mean_std([0.5]) == "0.500"
+    assert fmt_mean_std([]) == "–"
+
+
+def test_report_from_synthetic_results(tmp_path: Path) -> None:
+    path = _config(tmp_path)
+    cfg = load_bench_config(path)
+    tfidf = {r.seed: r for r in expand_runs(cfg, "rotten_tomatoes", "tfidf")}
+    for seed, acc in ((0, 0.7), (1, 0.8)):
+        write_json_atomic(result_path(cfg.results_dir, tfidf[seed]), _ok(tfidf[seed], acc))
+    timeout = base_record(tfidf[2], "timeout")
+    write_json_atomic(result_path(cfg.results_dir, tfidf[2]), timeout)
+    [setfit] = expand_runs(cfg, "rotten_tomatoes", "setfit-mpnet")
+    crashed = {**base_record(setfit, "crashed"), "error": "Traceback ...\nValueError: bad"}
+    write_json_atomic(result_path(cfg.results_dir, setfit), crashed)
+    # A NanoNet-like run with cohort members for the Pareto table.
+    bbc = expand_runs(cfg, "bbc_news", "tfidf")[0]
+    members = [
+        {"name": "teacher:bottom2", "role": "student", "accuracy": 0.9, "docs_per_s": 50.0,
+         "throughput_ratio": 5.0, "trainable_params": 10, "total_params": 100, "kept": True},
+    ]  # fmt: skip
+    record = _ok(bbc, 0.9, members=members, details={"kept": "teacher:bottom2"})
+    record["pareto_members"] = True
+    write_json_atomic(result_path(cfg.results_dir, bbc), record)
+
+    written = write_report(cfg.results_dir, cfg.report, cfg.plots_dir, cfg)
+    text = cfg.report.read_text(encoding="utf-8")
+    tfidf_row = next(line for line in text.splitlines() if line.startswith("| tfidf | 0.750"))
+    assert "0.750 ± 0.071" in tfidf_row
+    assert "2/3, seed 2 timeout" in tfidf_row
+    assert "| setfit-mpnet | **crashed** |" in text
+    assert "0/1, seed 0 crashed" in text
+    assert "seed 1,2 missing" in text  # bbc_news tfidf: only seed 0 stored
+    assert "kept: teacher:bottom2 ×1" in text
+    assert "| tfidf | teacher:bottom2 | 0.900 |" in text  # the member table
+    assert "Test CPU, 2 cores" in text and "`abc123`" in text
+    if any(p.suffix == ".png" for p in written):
+        assert (cfg.plots_dir / "accuracy.png").stat().st_size > 0
+        assert (cfg.plots_dir / "pareto.png").stat().st_size > 0
+        assert "![pareto](plots/pareto.png)" in text
+
+
+def test_pareto_front() -> None:
+    pts = [(10.0, 0.9), (100.0, 0.8), (50.0, 0.7), (1000.0, 0.6), (5.0, 0.85)]
+    assert pareto_front(pts) == [(1000.0, 0.6), (100.0, 0.8), (10.0, 0.9)]
+
+
+# --- measurements and methods -------------------------------------------------------------------
+
+
+def test_throughput_sample_is_fixed_and_capped() -> None:
+    a = throughput_sample(1000, 100)
+    assert a == throughput_sample(1000, 100) and len(a) == 100 and a == sorted(a)
+    assert throughput_sample(10, 100) == list(range(10))
+    assert throughput_sample(10, None) == list(range(10))
+
+
+def test_docs_per_second_and_folder_size(tmp_path: Path) -> None:
+    rate = docs_per_second(lambda texts: np.zeros(len(texts)), ["a"] * 50)
+    assert rate > 0
+    (tmp_path / "f.bin").write_bytes(b"x" * (1 << 20))
+    assert folder_size_mb(tmp_path) == 1.0
+
+
+def test_tfidf_on_a_tiny_task(tmp_path: Path) -> None:
+    task = _task()
+    trained = get_method("tfidf")(task, {**_defaults("tfidf"), "min_df": 1}, _ctx(tmp_path))
+    metrics = score(trained.predict, task.test_texts, task.test_labels, 2)
+    assert metrics["accuracy"] >= 0.9  # the label is readable from the words
+    assert trained.trainable_params == trained.total_params > 0
+    trained.save(tmp_path / "model")
+    assert folder_size_mb(tmp_path / "model") > 0
+    assert not list((tmp_path / "model").glob("*.pkl"))
+
+
+def test_probe_and_finetune_on_a_tiny_encoder(tmp_path: Path, tiny_bert: Path) -> None:
+    task = _task()
+    probe = get_method("probe")(
+        task, {**_defaults("probe"), "encoder": str(tiny_bert)}, _ctx(tmp_path)
+    )
+    assert probe.trainable_params < probe.total_params
+    assert set(probe.predict(task.test_texts[:5]).tolist()) <= {0, 1}
+    settings = {**_defaults("finetune"), "student": str(tiny_bert), "epochs": 2}
+    ft = get_method("finetune")(task, settings, _ctx(tmp_path))
+    assert ft.trainable_params == ft.total_params
+    assert len(ft.predict(task.test_texts)) == len(task.test_texts)
+    ft.save(tmp_path / "ft")
+    assert (tmp_path / "ft" / "nanonet.json").is_file()
+
+
+@pytest.mark.slow
+def test_harness_end_to_end_on_rotten_tomatoes(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A real child process: tfidf on rotten_tomatoes, teacher timing on 16 texts."""
+    path = _config(
+        tmp_path,
+        [{"name": "tfidf", "kind": "tfidf"}],
+        datasets={"rotten_tomatoes": {"throughput_texts": 16}},
+        seeds=[0],
+        threads=1,
+    )
+    assert bench_main(str(path), None, None, None, 10.0) == 0
+    cfg = load_bench_config(path)
+    [run] = expand_runs(cfg)
+    record = read_result(result_path(cfg.results_dir, run))
+    assert record["status"] == "ok" and record["test_size"] == 2000
+    for key in ("accuracy", "macro_f1", "peak_rss_mb", "docs_per_s", "teacher_docs_per_s"):
+        assert record[key] > 0
+    assert record["threads"] == record["torch_threads"] == 1
+    assert record["commit"] and record["machine"]["cpu"]
+    assert cfg.report.is_file()
+    capsys.readouterr()
+    assert bench_main(str(path), None, None, None, 10.0) == 0
+    assert "skipped, already stored" in capsys.readouterr().out
+
+
+def _defaults(kind: str) -> dict[str, Any]:
+    from nanonet.bench.config import METHOD_DEFAULTS
+
+    return dict(METHOD_DEFAULTS[kind])
+
+
+def test_setfit_without_the_package_is_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nanonet.bench.methods import MethodUnavailable
+
+    monkeypatch.setitem(sys.modules, "setfit", None)  # makes `import setfit` fail
+    with pytest.raises(MethodUnavailable, match="setfit"):
+        get_method("setfit")(_task(), _defaults("setfit"), _ctx(tmp_path))
