@@ -236,3 +236,14 @@ def test_no_unlabelled_text_falls_back_to_supervised(tiny_mpnet: Path) -> None:
 def test_bad_training_settings_are_user_errors(tiny_mpnet: Path, field: str, value) -> None:
     with pytest.raises(NanoNetError):
         NanoNetTrainer(_task(), _config(tiny_mpnet, ["teacher:0"], **{field: value}))
+
+
+def test_selection_prefers_the_cheaper_student_within_the_tolerance(tiny_mpnet: Path) -> None:
+    cfg = _config(tiny_mpnet, ["teacher:0,1,2", "teacher:3"], selection_tolerance=1.0)
+    res = NanoNetTrainer(_task(), cfg, progress=False).train()
+    assert res.kept == "teacher:3"  # every score is within 1.0: the 1-layer student wins
+    cfg = _config(tiny_mpnet, ["teacher:0,1,2", "teacher:3"], selection_tolerance=0.0)
+    res = NanoNetTrainer(_task(), cfg, progress=False).train()
+    students = res.report["members"][1:]
+    kept = next(m for m in students if m["kept"])
+    assert kept["selection_score"] == max(m["selection_score"] for m in students)

@@ -67,6 +67,7 @@ class TrainConfig:
     view_rate: float = 0.1
     teacher_pseudo_label_threshold: float | None = 0.9  # None: teacher learns from labels only
     selection_holdout: int = 300  # unlabelled texts held out to choose the kept student
+    selection_tolerance: float = 0.01  # prefer a cheaper student within this agreement
     eval_batch_size: int = 64
     threads: int | None = None
 
@@ -95,6 +96,7 @@ class RunConfig:
             ("train.selection_holdout", t.selection_holdout, 0),
             ("train.threads", t.threads, 1),
             ("train.temperature", t.temperature, 1e-6),
+            ("train.selection_tolerance", t.selection_tolerance, 0.0),
         ]
         for key, value, low in rules:
             if value is not None and value < low:

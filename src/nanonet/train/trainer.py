@@ -401,7 +401,9 @@ class NanoNetTrainer:
         """Keep the student that agrees most with the reference on held-out unlabelled text.
 
         The reference is the adapted teacher (or, without a teacher, the cohort's mean
-        prediction). Ties go to the smaller student. No test text is involved.
+        prediction). Among students within `selection_tolerance` of the best agreement, the
+        cheapest at inference (fewest FLOPs per token) is kept: the point of the cohort is a
+        small, fast model. No test text is involved.
         """
         split = "holdout" if self.holdout else "unlabelled" if self.unlabelled else "labelled"
         preds = [self._predict_split(s, split) for s in self.students]
@@ -412,8 +414,12 @@ class NanoNetTrainer:
             ref = np.mean([_softmax(p) for p in preds], axis=0)
             criterion = f"agreement with the cohort's mean prediction on {split} texts"
         scores = [agreement(p, ref) for p in preds]
-        sizes = [s.params()[1] for s in self.students]
-        kept = max(range(len(scores)), key=lambda k: (scores[k], -sizes[k]))
+        cost = [flops_per_token(s.model.backbone.hf.config) for s in self.students]
+        best = max(scores)
+        tol = self.cfg.train.selection_tolerance
+        near = [k for k in range(len(scores)) if scores[k] >= best - tol]
+        kept = min(near, key=lambda k: (cost[k], -scores[k]))
+        criterion += f" (the cheapest within {tol:.3f} of the best)" if tol > 0 else ""
         return kept, {"criterion": criterion, "n": len(ref), "scores": scores}
 
     def _log_parameters(self) -> None:
@@ -474,6 +480,12 @@ class NanoNetTrainer:
             entry["test"] = evaluate(
                 clf, self.task.test_texts, self.task.test_labels, self.cfg.train.eval_batch_size
             )
+
+
+def flops_per_token(config: Any) -> int:
+    """Multiply-adds per token in the encoder's linear layers: a proxy for inference cost."""
+    h, i = config.hidden_size, config.intermediate_size
+    return config.num_hidden_layers * (4 * h * h + 2 * h * i)
 
 
 def _pad_states(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
