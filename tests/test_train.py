@@ -107,6 +107,12 @@ def test_pad_batch_pads_to_the_batch_maximum_only() -> None:
 # ----------------------------------------------------------------------- config -------------
 
 
+def test_scientific_notation_without_a_dot_is_a_float() -> None:
+    cfg = RunConfig()
+    cfg.override("train.lr_bias=1e-3")
+    assert cfg.train.lr_bias == 0.001
+
+
 def test_config_yaml_round_trip(tmp_path: Path) -> None:
     cfg = RunConfig()
     cfg.override("train.steps=7")

@@ -171,6 +171,12 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
         base = getattr(typ, "__origin__", typ)
         if base is float and isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if base is float and isinstance(value, str):
+            # YAML 1.1 reads "1e-3" (no dot) as a string; users write it that way all the time.
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if base is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if base in (str, bool) and isinstance(value, base):
