@@ -51,8 +51,8 @@ class TrainConfig:
     unlabeled_batch_size: int = 32
     # Students learn from thousands of distillation targets; the teacher only from the labels
     # (and its own confident pseudo-labels), so it moves more carefully.
-    lr_bias: float = 1e-4
-    lr_head: float = 1e-3
+    lr_bias: float = 1e-3
+    lr_head: float = 1e-2
     teacher_lr_bias: float = 1e-4
     teacher_lr_head: float = 1e-3
     lr_full: float = 5e-5  # for peft=full / lora weights
