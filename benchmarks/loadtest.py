@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", required=True, help="a folder written by `nanonet train`")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--backend", choices=["torch", "packed", "onnx", "onnx-int8"], default="torch")
     p.add_argument("--seconds", type=float, default=60.0, help="per concurrency level")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--single-requests", type=int, default=300, help="sequential short texts")
