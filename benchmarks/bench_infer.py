@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -27,39 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from nanonet.bench.environment import git_commit, machine
 from nanonet.data.builtin import load_builtin_splits
 from nanonet.models.assets import encoder_dir
 from nanonet.models.classifier import NanoNetClassifier
 from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
 
 ROOT = Path(__file__).resolve().parent
-
-
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "ram_gb": round(mem_kb / 2**20, 1),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        )
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True)
-        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def gemm_rate(hidden: int, tokens: int = 4096, repeats: int = 20) -> float:

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import os
 import platform
 import shlex
 import signal
@@ -32,6 +31,8 @@ from typing import Any
 
 import httpx
 import numpy as np
+
+from nanonet.bench.environment import git_commit, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT_TEXT = "a gripping, beautifully shot film"
@@ -177,8 +178,8 @@ def measure(url: str, texts: list[str], args: argparse.Namespace) -> dict[str, A
     return {
         "command": shlex.join(["python", *sys.argv]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": _machine(),
-        "git_commit": _git_commit(),
+        "machine": machine(),
+        "git_commit": git_commit(),
         "versions": _versions(),
         "model": {
             "dir": str(Path(args.model).resolve()),
@@ -278,28 +279,6 @@ def _pcts(latencies: list[float]) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------- context -------
-def _machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()}
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
-
-
 def _versions() -> dict[str, str]:
     from importlib import metadata
 

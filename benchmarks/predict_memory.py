@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shlex
 import subprocess
@@ -25,6 +24,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from nanonet.bench.environment import git_commit, machine
 
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parent
@@ -101,40 +102,6 @@ def run_predict(
         # ru_maxrss is in KiB on Linux.
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
     }
-
-
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": cpu or platform.processor(),
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
-def git_commit(repo: Path = REPO) -> str:
-    """HEAD's commit, read from .git directly (no git binary needed)."""
-    git = repo / ".git"
-    try:
-        head = (git / "HEAD").read_text().strip()
-        if not head.startswith("ref: "):
-            return head
-        ref = head[5:]
-        if (git / ref).is_file():
-            return (git / ref).read_text().strip()
-        for line in (git / "packed-refs").read_text().splitlines():
-            if line.endswith(" " + ref):
-                return line.split()[0]
-    except OSError:
-        pass
-    return "unknown"
 
 
 def write_report(report: dict[str, Any]) -> None:

@@ -83,8 +83,8 @@ def read_unlabelled_file(
 # --- file formats -------------------------------------------------------------------------------
 
 
-def _read_frame(path: Path, text_column: str) -> pd.DataFrame:
-    """Parse ``path`` into a DataFrame of object columns (``.txt`` gives one column)."""
+def check_input_file(path: Path) -> str:
+    """The file exists and has a format we read; returns its lower-case extension."""
     if not path.is_file():
         raise NanoNetError(f"{path} does not exist or is not a file; check the path.")
     suffix = path.suffix.lower()
@@ -93,6 +93,12 @@ def _read_frame(path: Path, text_column: str) -> pd.DataFrame:
             f"{path} has an unsupported extension '{suffix}'; "
             f"use one of {', '.join(SUPPORTED_EXTENSIONS)}."
         )
+    return suffix
+
+
+def _read_frame(path: Path, text_column: str) -> pd.DataFrame:
+    """Parse ``path`` into a DataFrame of object columns (``.txt`` gives one column)."""
+    suffix = check_input_file(path)
     if suffix == ".parquet":
         frame = _read_parquet(path)
     else:

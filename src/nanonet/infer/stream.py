@@ -31,10 +31,10 @@ from tqdm.auto import tqdm
 # a file read whole by `nanonet train`/`eval`.
 from nanonet.data.readers import (
     _SHOW_ROWS,
-    SUPPORTED_EXTENSIONS,
     _as_text,
     _missing_column_message,
     _read_frame,
+    check_input_file,
 )
 from nanonet.errors import NanoNetError
 
@@ -122,14 +122,7 @@ def _guarded(
 
 def _check_input(path: Path) -> str:
     # The same checks and words as readers._read_frame, without reading the whole file.
-    if not path.is_file():
-        raise NanoNetError(f"{path} does not exist or is not a file; check the path.")
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_EXTENSIONS:
-        raise NanoNetError(
-            f"{path} has an unsupported extension '{suffix}'; "
-            f"use one of {', '.join(SUPPORTED_EXTENSIONS)}."
-        )
+    suffix = check_input_file(path)
     if suffix != ".parquet" and _is_blank(path):
         raise NanoNetError(f"{path} is empty; give a file with at least one text.")
     return suffix
