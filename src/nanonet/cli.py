@@ -335,10 +335,7 @@ def _check_parent(path: Path, option: str) -> None:
 def _load_model(path: str) -> Any:
     from nanonet.models.classifier import NanoNetClassifier
 
-    if not Path(path).is_dir():
-        raise NanoNetError(
-            f"Model folder {path} does not exist; pass the --out folder of `nanonet train`."
-        )
+    # from_pretrained itself refuses a missing folder or one without nanonet.json.
     return NanoNetClassifier.from_pretrained(path)
 
 

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nanonet.data.builtin import BUILTIN_DATASETS
 from nanonet.errors import NanoNetError
+from nanonet.train.config import read_yaml_mapping
 
 KINDS = ("nanonet", "setfit", "finetune", "probe", "tfidf")
 
@@ -149,16 +148,13 @@ class RunSpec:
 
 
 def load_bench_config(path: str | Path) -> BenchConfig:
-    p = Path(path)
-    if not p.is_file():
-        raise NanoNetError(f"Benchmark config {p} does not exist; see benchmarks/configs/.")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise NanoNetError(f"Benchmark config {p} is not valid YAML ({exc}).") from None
-    if not isinstance(raw, dict):
-        raise NanoNetError(f"Benchmark config {p} must be a mapping (datasets, seeds, methods).")
-    return parse_bench_config(raw, p)
+    raw = read_yaml_mapping(
+        path,
+        "Benchmark config",
+        "see benchmarks/configs/",
+        "be a mapping (datasets, seeds, methods)",
+    )
+    return parse_bench_config(raw, Path(path))
 
 
 def parse_bench_config(raw: dict[str, Any], source: Path) -> BenchConfig:

@@ -114,15 +114,13 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:
-        p = Path(path)
-        if not p.is_file():
-            raise NanoNetError(f"Config file {p} does not exist; check the path given to --config.")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise NanoNetError(f"Config file {p} is not valid YAML ({exc}).") from None
-        if raw is not None and not isinstance(raw, dict):
-            raise NanoNetError(f"Config file {p} must hold a mapping with data/model/train keys.")
+        raw = read_yaml_mapping(
+            path,
+            "Config file",
+            "check the path given to --config",
+            "hold a mapping with data/model/train keys",
+            allow_empty=True,
+        )
         return cls.from_dict(raw)
 
     def override(self, dotted: str) -> None:
@@ -137,6 +135,24 @@ class RunConfig:
         merged = asdict(target)
         merged[name] = yaml.safe_load(value)
         setattr(self, section, _build(type(target), merged, section + "."))
+
+
+def read_yaml_mapping(
+    path: str | Path, what: str, missing_hint: str, shape: str, allow_empty: bool = False
+) -> dict[str, Any]:
+    """A YAML file holding a mapping, or one clear NanoNetError naming `what` it is."""
+    p = Path(path)
+    if not p.is_file():
+        raise NanoNetError(f"{what} {p} does not exist; {missing_hint}.")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise NanoNetError(f"{what} {p} is not valid YAML ({exc}).") from None
+    if raw is None and allow_empty:
+        return {}
+    if not isinstance(raw, dict):
+        raise NanoNetError(f"{what} {p} must {shape}.")
+    return raw
 
 
 def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
