@@ -10,11 +10,17 @@ import pytest
 import torch
 
 from conftest import synthetic_rows
-from nanonet.data.batching import bucketed_epochs, length_sorted_batches, pad_batch
+from nanonet.data.batching import bucketed_epochs, length_sorted_batches, pad_batch, pair_batch
 from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
 from nanonet.train.config import RunConfig
-from nanonet.train.losses import distillation_loss, mutual_loss, rampup, supervised_loss
+from nanonet.train.losses import (
+    distillation_loss,
+    mutual_loss,
+    pair_similarity_loss,
+    rampup,
+    supervised_loss,
+)
 from nanonet.train.trainer import NanoNetTrainer
 from nanonet.train.views import apply_view
 
@@ -56,6 +62,36 @@ def test_rampup_grows_linearly_then_stays_at_one() -> None:
 
 
 # ----------------------------------------------------------------------- views --------------
+
+
+def test_pair_loss_is_zero_for_separated_classes_and_positive_otherwise() -> None:
+    y = torch.tensor([0, 0, 1, 1])
+    separated = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
+    assert pair_similarity_loss(separated, y).item() == pytest.approx(0.0, abs=1e-6)
+    mixed = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [0.1, 1.0]], requires_grad=True)
+    loss = pair_similarity_loss(mixed, y)
+    assert loss.item() > 0.5
+    loss.backward()
+    assert mixed.grad is not None and mixed.grad.abs().sum() > 0
+
+
+def test_pair_loss_weighs_positive_and_negative_pairs_equally() -> None:
+    # Three classes, one pair each way wrong: positives all at cos 0, negatives all at cos 0.
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    z = torch.eye(6)
+    # 3 positive pairs with loss 1 each, 12 negative pairs with loss 0: mean of the two means.
+    assert pair_similarity_loss(z, y).item() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(("n_classes", "size"), [(2, 32), (20, 32), (5, 8)])
+def test_pair_batches_hold_same_class_pairs(n_classes: int, size: int) -> None:
+    labels = [c for c in range(n_classes) for _ in range(10)]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        batch = pair_batch(labels, size, rng)
+        assert len(batch) == len(set(batch)) and len(batch) <= max(size, 4)
+        counts = Counter(labels[i] for i in batch)
+        assert len(counts) >= 2 and min(counts.values()) >= 2
 
 
 @pytest.mark.parametrize("view", ["cutoff", "shuffle", "mask", "none"])
@@ -164,6 +200,7 @@ def _config(teacher: Path, students: list[str], **train: object) -> RunConfig:
     cfg.model.teacher_trainable_layers = 2
     cfg.train.steps = 6
     cfg.train.teacher_warmup_steps = 2
+    cfg.train.teacher_contrastive_steps = 3
     cfg.train.selection_holdout = 10
     for key, value in train.items():
         setattr(cfg.train, key, value)
@@ -194,7 +231,7 @@ def test_nanonet_run_trains_only_what_it_should(tiny_mpnet: Path, tiny_bert: Pat
     assert all(("layer.2." in k or "layer.3." in k) for k in moved)
 
     phases = Counter(entry["phase"] for entry in logs)
-    assert phases == {"warmup": 2, "train": 6}
+    assert phases == {"contrastive": 3, "warmup": 2, "train": 6}
     assert {"s0_sup", "s0_kd", "s1_mutual", "teacher_sup"} <= set(logs[-1])
 
     report = result.report

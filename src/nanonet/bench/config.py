@@ -45,7 +45,7 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         "dropout": 0.1,
         "head_init": "centroid",  # centroid | random
     },
-    "probe": {"encoder": "mpnet", "C": 1.0, "max_iter": 1000},
+    "probe": {"encoder": "mpnet", "C": 1.0, "max_iter": 1000, "normalize": True},
     "tfidf": {
         # The vocabulary and IDF weights may use the unlabelled pool (it is part of the task);
         # `labelled` restricts them to the labelled budget.

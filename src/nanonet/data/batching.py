@@ -53,3 +53,24 @@ def bucketed_epochs(
             )
         for b in rng.permutation(len(batches)):
             yield batches[b]
+
+
+def pair_batch(labels: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[int]:
+    """Indices of a batch for a pair loss: whole classes of at least two examples each.
+
+    A uniform sample of 32 texts from 20 classes holds almost no same-class pairs; here a
+    random subset of classes contributes an equal share each, so positives are always present.
+    """
+    by_class: dict[int, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_class.setdefault(int(y), []).append(i)
+    classes = list(by_class)
+    per_class = max(2, batch_size // len(classes))
+    n_classes = max(1, min(len(classes), batch_size // per_class))
+    chosen = rng.choice(len(classes), size=n_classes, replace=False)
+    batch: list[int] = []
+    for c in chosen:
+        members = by_class[classes[int(c)]]
+        take = min(len(members), per_class)
+        batch.extend(int(i) for i in rng.choice(members, size=take, replace=False))
+    return batch

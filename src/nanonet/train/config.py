@@ -46,6 +46,11 @@ class ModelConfig:
 class TrainConfig:
     seed: int = 0
     steps: int = 200
+    # Stage 1, teacher only: SetFit-style pair loss on the labelled texts (bias terms of its top
+    # layers), so that its embeddings separate the classes before anything is distilled.
+    teacher_contrastive_steps: int = 50
+    teacher_contrastive_lr: float = 1e-3
+    contrastive_batch_size: int = 32  # labelled texts per pair-loss step (all pairs among them)
     teacher_warmup_steps: int = 40  # teacher-only steps on the labels before students start
     labeled_batch_size: int = 16
     unlabeled_batch_size: int = 32
@@ -90,6 +95,9 @@ class RunConfig:
             ("train.seed", t.seed, 0),
             ("train.steps", t.steps, 1),
             ("train.teacher_warmup_steps", t.teacher_warmup_steps, 0),
+            ("train.teacher_contrastive_steps", t.teacher_contrastive_steps, 0),
+            ("train.teacher_contrastive_lr", t.teacher_contrastive_lr, 0.0),
+            ("train.contrastive_batch_size", t.contrastive_batch_size, 2),
             ("train.labeled_batch_size", t.labeled_batch_size, 1),
             ("train.unlabeled_batch_size", t.unlabeled_batch_size, 1),
             ("train.eval_batch_size", t.eval_batch_size, 1),

@@ -43,3 +43,25 @@ def rampup(step: int, total_steps: int, fraction: float) -> float:
     if length <= 0:
         return 1.0
     return min(1.0, step / length)
+
+
+def pair_similarity_loss(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """SetFit's pair loss over every pair in the batch: cosine → 1 within a class, → 0 across.
+
+    Positive and negative pairs are averaged separately and weighted equally, the way SetFit
+    samples them in equal numbers; otherwise with many classes the negatives drown the few
+    positive pairs.
+    """
+    z = F.normalize(embeddings, dim=-1)
+    cos = z @ z.T
+    same = labels[:, None] == labels[None, :]
+    upper = torch.triu(torch.ones_like(same), diagonal=1)
+    pos, neg = same & upper, ~same & upper
+    terms = []
+    if pos.any():
+        terms.append(((cos[pos] - 1.0) ** 2).mean())
+    if neg.any():
+        terms.append((cos[neg] ** 2).mean())
+    if not terms:
+        return embeddings.new_zeros(())
+    return torch.stack(terms).mean()
