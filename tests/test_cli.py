@@ -32,9 +32,14 @@ NANONET = Path(sys.executable).parent / "nanonet"
 
 # Few steps, a tiny holdout and one torch thread: a run takes about a second even on a busy
 # machine (with all threads, torch's thread contention makes these tiny models ~30x slower).
-FAST_OVERRIDES = ("train.teacher_warmup_steps=2", "train.selection_holdout=5")
+FAST_OVERRIDES = (
+    "train.teacher_warmup_steps=2",
+    "train.teacher_contrastive_steps=2",
+    "train.selection_holdout=5",
+)
 STEPS = 3
 WARMUP_STEPS = 2
+CONTRASTIVE_STEPS = 2
 
 TEXTS = ["good great film", "bad awful plot", "the movie was fine", "boring dull story", "a"]
 
@@ -215,11 +220,12 @@ def test_train_summary_records_seed_data_sizes_and_parameters(trained: Trained) 
 def test_train_log_has_one_json_object_per_step(trained: Trained) -> None:
     lines = (trained.out / "train_log.jsonl").read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines]
-    assert len(records) == WARMUP_STEPS + STEPS
-    assert [r["phase"] for r in records] == ["warmup"] * WARMUP_STEPS + ["train"] * STEPS
+    assert len(records) == CONTRASTIVE_STEPS + WARMUP_STEPS + STEPS
+    phases = ["contrastive"] * CONTRASTIVE_STEPS + ["warmup"] * WARMUP_STEPS + ["train"] * STEPS
+    assert [r["phase"] for r in records] == phases
     for record in records:
         assert isinstance(record["step"], int)
-        assert "teacher_sup" in record
+        assert ("teacher_pair" if record["phase"] == "contrastive" else "teacher_sup") in record
     assert all("loss" in r for r in records if r["phase"] == "train")
 
 

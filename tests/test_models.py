@@ -165,7 +165,9 @@ def test_lora_is_identity_at_start_and_merges_exactly(encoder) -> None:
     with torch.no_grad():
         torch.testing.assert_close(model(ids, mask), before)
     changed = _one_step(model, tok)
-    assert all(n.startswith("head.") or ".lora_" in n for n, did in changed.items() if did)
+    moved = [n for n, did in changed.items() if did]
+    assert any(".lora_" in n for n in moved)
+    assert all(n.startswith("head.") or ".lora_" in n or n.endswith("bias") for n in moved)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))  # make the adapters matter

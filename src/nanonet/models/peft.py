@@ -103,7 +103,8 @@ def set_trainable(model: nn.Module, mode: str, first_layer: int = 0) -> None:
         elif mode == "bitfit":
             wanted = name.endswith("bias")
         else:
-            wanted = ".lora_" in name
+            # LoRA on top of BitFit: the adapters add capacity, the biases cost almost nothing.
+            wanted = ".lora_" in name or name.endswith("bias")
         param.requires_grad = wanted and in_range
 
 

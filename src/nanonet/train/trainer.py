@@ -165,7 +165,11 @@ class NanoNetTrainer:
                 "head" if name.startswith("head.") else "bias" if name.endswith("bias") else "other"
             )
             groups[key].append(p)
-        lrs = {"head": lr_head, "bias": lr_bias, "other": tc.lr_full}
+        lrs = {
+            "head": lr_head,
+            "bias": lr_bias,
+            "other": tc.lr_lora if peft == "lora" else tc.lr_full,
+        }
         if peft == "full":
             # Full fine-tuning moves every weight: biases then take the small full-FT rate too.
             lrs["bias"] = min(lr_bias, tc.lr_full * 10)
