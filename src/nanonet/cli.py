@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--max-unlabeled", type=int, help="cap on unlabelled texts used")
     t.add_argument("--seed", type=int, help="seed for the label draw and training")
     t.add_argument("--teacher", help="teacher encoder (default: all-mpnet-base-v2)")
-    t.add_argument("--students", nargs="+", help="student specs, e.g. teacher:bottom2 minilm-l3")
+    t.add_argument("--students", nargs="+", help="student specs, e.g. teacher:bottom1 minilm-l3")
     t.add_argument("--peft", choices=["bitfit", "lora", "full"], help="what the students train")
     t.add_argument("--steps", type=int, help="training steps")
     t.add_argument("--threads", type=int, help="torch threads (default: all cores)")

@@ -21,12 +21,12 @@ def write_model_card(path: Path, meta: dict[str, Any]) -> None:
     text = f"""---
 library_name: nanonet
 pipeline_tag: text-classification
-tags: [nanonet, knowledge-distillation, few-shot, bitfit]
+tags: [nanonet, knowledge-distillation, few-shot, {s.get("peft", "bitfit")}]
 ---
 
 # NanoNet text classifier
 
-A small student encoder distilled online from a bias-tuned teacher with NanoNet
+A small student encoder distilled online from a contrastively bias-tuned teacher with NanoNet
 (few labels + unlabelled text). Labels: {labels}. Input is truncated to
 {meta["max_length"]} tokens; the sentence vector is the mean of the token states.
 
