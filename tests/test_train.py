@@ -290,3 +290,22 @@ def test_selection_prefers_the_cheaper_student_within_the_tolerance(tiny_mpnet: 
     students = res.report["members"][1:]
     kept = next(m for m in students if m["kept"])
     assert kept["selection_score"] == max(m["selection_score"] for m in students)
+
+
+def test_teacher_pseudo_labels_are_off_by_default_and_opt_in(tiny_mpnet: Path) -> None:
+    def train_logs(**train: object) -> list[dict]:
+        logs: list[dict] = []
+        cfg = _config(tiny_mpnet, ["teacher:0"], **train)
+        NanoNetTrainer(_task(), cfg, on_step=logs.append, progress=False).train()
+        return [r for r in logs if r["phase"] == "train"]
+
+    assert all("teacher_pseudo_frac" not in r for r in train_logs())
+    opted = train_logs(teacher_pseudo_label_threshold=0.0)
+    assert all(0.0 <= r["teacher_pseudo_frac"] <= 1.0 for r in opted)
+
+
+def test_contrastive_stage_can_be_switched_off(tiny_mpnet: Path) -> None:
+    logs: list[dict] = []
+    cfg = _config(tiny_mpnet, ["teacher:0"], teacher_contrastive_steps=0)
+    NanoNetTrainer(_task(), cfg, on_step=logs.append, progress=False).train()
+    assert not any(r["phase"] == "contrastive" for r in logs)
