@@ -359,9 +359,13 @@ class NanoNetTrainer:
         for s in self.students:
             self._optimizer(s, tc.steps, tc.lr_bias, tc.lr_head, mc.peft)
         self._log_parameters()
+        # Phase marks in the log: a run stopped by a time limit still shows where time went.
+        self._phase("caching the teacher's frozen layers", started)
         self._cache_teacher_bottom()
+        self._phase("teacher contrastive stage", started)
         self.teacher_contrastive_stage()
         self._init_heads()
+        self._phase("teacher warm-up", started)
 
         lab_iter = bucketed_epochs(
             [len(x) for x in self.teacher.ids["labelled"]], tc.labeled_batch_size, self.rng
@@ -378,6 +382,7 @@ class NanoNetTrainer:
         for step in bar:
             logs = self.teacher_warmup_step(next(lab_iter))
             self._emit({"phase": "warmup", "step": step, **logs}, bar)
+        self._phase(f"nanonet steps ({tc.steps})", started)
         bar = tqdm(range(tc.steps), desc="nanonet", disable=not self.progress)
         for step in bar:
             lab = next(lab_iter)
@@ -387,6 +392,7 @@ class NanoNetTrainer:
                 logs = self.nanonet_step(step, lab, next(unl_iter))
             self._emit({"phase": "train", "step": step, **logs}, bar)
         train_seconds = time.perf_counter() - started
+        self._phase("choosing the kept student", started)
 
         for m in [self.teacher, *self.students]:
             m.model.eval()
@@ -397,6 +403,10 @@ class NanoNetTrainer:
             kept.model, kept.tokenizer, self.task.label_names, self.max_length, report["summary"]
         )
         return TrainResult(classifier=clf, kept=kept.name, report=report)
+
+    @staticmethod
+    def _phase(name: str, started: float) -> None:
+        log.info("%s (at %.0f s)", name, time.perf_counter() - started)
 
     def _supervised_only_step(self, lab: list[int]) -> dict[str, float]:
         y = self.y[lab]
