@@ -79,7 +79,10 @@ def test_cached_bottom_then_top_equals_full_forward(encoder) -> None:
     with torch.no_grad():
         bottom = model.backbone.run_layers(model.backbone.embed(ids), mask, 0, 2)
         torch.testing.assert_close(
-            model.forward_from(bottom, mask, 2), model(ids, mask), atol=1e-5, rtol=1e-5
+            model.classify(model.pooled_from(bottom, mask, 2)),
+            model(ids, mask),
+            atol=1e-5,
+            rtol=1e-5,
         )
 
 

@@ -109,10 +109,9 @@ class EncoderClassifier(nn.Module):
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.classify(self.embed_pooled(input_ids, mask))
 
-    def forward_from(self, hidden: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
-        """Logits from hidden states cached after layer `start` (frozen layers below it)."""
-        top = self.backbone.run_layers(hidden, mask, start=start)
-        return self.classify(mean_pool(top, mask))
+    def pooled_from(self, hidden: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
+        """Sentence vectors from hidden states cached after layer `start` (frozen below it)."""
+        return mean_pool(self.backbone.run_layers(hidden, mask, start=start), mask)
 
     @torch.no_grad()
     def init_head_from_centroids(

@@ -22,7 +22,7 @@ from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
 from nanonet.models.assets import encoder_dir
 from nanonet.models.classifier import NanoNetClassifier
-from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder, mean_pool
+from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
 from nanonet.models.peft import apply_lora, count_parameters, inject_missing_biases, set_trainable
 from nanonet.models.students import parse_student_spec, select_layers, subset_layers
 from nanonet.train.config import RunConfig
@@ -213,26 +213,22 @@ class NanoNetTrainer:
         bar.close()
 
     # ------------------------------------------------------------------ forward helpers --
-    def teacher_logits(self, split: str, idx: list[int]) -> torch.Tensor:
+    def teacher_pooled(self, split: str, idx: list[int]) -> torch.Tensor:
+        """The teacher's sentence vectors, from its cached frozen bottom when there is one."""
         t = self.teacher
         if self.cache is None:
-            return t.model(*pad_batch([t.ids[split][i] for i in idx], t.pad_id))
+            return t.model.embed_pooled(*pad_batch([t.ids[split][i] for i in idx], t.pad_id))
         hidden, mask = _pad_states([self.cache[split][i] for i in idx])
-        return t.model.forward_from(hidden, mask, self.teacher_cut)
+        return t.model.pooled_from(hidden, mask, self.teacher_cut)
+
+    def teacher_logits(self, split: str, idx: list[int]) -> torch.Tensor:
+        return self.teacher.model.classify(self.teacher_pooled(split, idx))
 
     def student_logits(self, member: Member, split: str, idx: list[int]) -> torch.Tensor:
         ids = [member.ids[split][i] for i in idx]
         mask_id = getattr(member.tokenizer, "mask_token_id", None)
         ids = apply_views(ids, member.view, self.cfg.train.view_rate, self.rng, mask_id)
         return member.model(*pad_batch(ids, member.pad_id))
-
-    def teacher_pooled(self, split: str, idx: list[int]) -> torch.Tensor:
-        t = self.teacher
-        if self.cache is None:
-            return t.model.embed_pooled(*pad_batch([t.ids[split][i] for i in idx], t.pad_id))
-        hidden, mask = _pad_states([self.cache[split][i] for i in idx])
-        top = t.model.backbone.run_layers(hidden, mask, start=self.teacher_cut)
-        return mean_pool(top, mask)
 
     # ------------------------------------------------------------------ the method -------
     def teacher_contrastive_stage(self) -> None:

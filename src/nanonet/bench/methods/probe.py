@@ -19,7 +19,7 @@ def fit(task: Task, settings: dict[str, Any], ctx: RunContext) -> Trained:
     hf, tok = build_encoder(settings["encoder"])
     # The head of this module is unused: only its backbone + mean pooling are called.
     model = EncoderClassifier(Backbone(hf), len(task.label_names), dropout=0.0).eval()
-    normalize = bool(settings.get("normalize", True))
+    normalize = bool(settings["normalize"])
 
     def features_of(texts: list[str]) -> np.ndarray:
         x = embed(model, tok, texts, task.max_length, ctx.batch_size)
