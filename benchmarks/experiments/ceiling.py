@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import torch
+from devsplit import train_order
 
 from nanonet.bench.methods.encoders import build_encoder
 from nanonet.data.batching import bucketed_epochs, length_sorted_batches, pad_batch
@@ -14,7 +15,7 @@ from nanonet.models.peft import apply_lora, inject_missing_biases, set_trainable
 
 torch.set_num_threads(int(sys.argv[2]))
 sp = load_builtin_splits("rotten_tomatoes")
-order = np.random.default_rng(123).permutation(len(sp.train_texts))
+order = train_order(sp)
 dev, big = order[:1000], order[1000:5000]
 y = torch.tensor(sp.train_labels)
 for spec in sys.argv[1].split(";"):

@@ -1,38 +1,16 @@
 import sys
 
-import numpy as np
+from devsplit import dev_task, run_config
 
-from nanonet.data.builtin import builtin_task, load_builtin_splits
-from nanonet.data.task import Task
 from nanonet.models.classifier import NanoNetClassifier
-from nanonet.train.config import RunConfig
 from nanonet.train.metrics import evaluate
 from nanonet.train.trainer import NanoNetTrainer
 
 tag, seed, threads, *ovr = sys.argv[1:]
 seed = int(seed)
-sp = load_builtin_splits("rotten_tomatoes")
-order = np.random.default_rng(123).permutation(len(sp.train_texts))
-dev = order[:500]
-dev_texts = [sp.train_texts[i] for i in dev]
-dev_y = [sp.train_labels[i] for i in dev]
-t = builtin_task("rotten_tomatoes", 10, seed, None)
-pool = [x for x in t.unlabelled_texts if x not in set(dev_texts)][:2000]
-task = Task(
-    "rotten_tomatoes",
-    t.label_names,
-    t.labelled_texts,
-    t.labelled_labels,
-    pool,
-    dev_texts,
-    dev_y,
-    128,
-)
-cfg = RunConfig()
-cfg.train.seed = seed
-cfg.train.threads = int(threads)
-for o in ovr:
-    cfg.override(o)
+task = dev_task(seed, 500)
+dev_texts, dev_y = task.test_texts, task.test_labels
+cfg = run_config(seed, int(threads), ovr)
 
 
 class Diag(NanoNetTrainer):

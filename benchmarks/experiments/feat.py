@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 import torch
+from devsplit import train_order
 from sklearn.linear_model import LogisticRegression
 
 from nanonet.bench.methods.encoders import build_encoder, embed
@@ -14,8 +15,7 @@ from nanonet.models.encoder import Backbone, EncoderClassifier
 torch.set_num_threads(2)
 ds = sys.argv[1] if len(sys.argv) > 1 else "rotten_tomatoes"
 sp = load_builtin_splits(ds)
-rng = np.random.default_rng(123)
-order = rng.permutation(len(sp.train_texts))
+order = train_order(sp)
 dev, big = order[:1000], order[1000:5000]
 budgets = {s: sample_budget(sp.train_labels, 10, s)[0] for s in (0, 1, 2)}
 y = np.array(sp.train_labels)

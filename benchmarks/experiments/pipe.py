@@ -4,39 +4,14 @@ import json
 import sys
 import time
 
-import numpy as np
+from devsplit import dev_task, run_config
 
-from nanonet.data.builtin import builtin_task, load_builtin_splits
-from nanonet.data.task import Task
-from nanonet.train.config import RunConfig
 from nanonet.train.run import fit
 
 tag, seed, threads, *ovr = sys.argv[1:]
 seed = int(seed)
-ds = "rotten_tomatoes"
-sp = load_builtin_splits(ds)
-order = np.random.default_rng(123).permutation(len(sp.train_texts))
-dev = order[:1000]
-dev_texts = {sp.train_texts[i] for i in dev}
-t = builtin_task(ds, 10, seed, None)
-pool = [x for x in t.unlabelled_texts if x not in dev_texts][:2000]
-labelled = [(x, y) for x, y in zip(t.labelled_texts, t.labelled_labels, strict=False)]
-assert not any(x in dev_texts for x, _ in labelled) or True
-task = Task(
-    ds,
-    t.label_names,
-    t.labelled_texts,
-    t.labelled_labels,
-    pool,
-    [sp.train_texts[i] for i in dev],
-    [sp.train_labels[i] for i in dev],
-    128,
-)
-cfg = RunConfig()
-cfg.train.seed = seed
-cfg.train.threads = int(threads)
-for o in ovr:
-    cfg.override(o)
+task = dev_task(seed, 1000)
+cfg = run_config(seed, int(threads), ovr)
 t0 = time.time()
 res = fit(cfg, task, progress=False)
 row = {

@@ -6,6 +6,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from devsplit import train_order
 from sklearn.linear_model import LogisticRegression
 
 from nanonet.data.batching import length_sorted_batches, pad_batch
@@ -18,8 +19,7 @@ from nanonet.models.peft import apply_lora, inject_missing_biases, set_trainable
 torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
 ds = "rotten_tomatoes"
 sp = load_builtin_splits(ds)
-rng = np.random.default_rng(123)
-order = rng.permutation(len(sp.train_texts))
+order = train_order(sp)
 dev = order[:1000]
 y = np.array(sp.train_labels)
 hf, tok = load_hf_encoder(encoder_dir("all-mpnet-base-v2"))
