@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from conftest import synthetic_rows
-from nanonet.data.batching import bucketed_epochs, length_sorted_batches, pad_batch, pair_batch
+from nanonet.data.batching import (
+    bucketed_epochs,
+    length_sorted_batches,
+    pad_batch,
+    pair_batch,
+    scaled_batch_size,
+)
 from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
 from nanonet.train.config import RunConfig
@@ -132,6 +138,13 @@ def test_training_batches_are_an_epoch_of_similar_lengths() -> None:
     assert sorted(i for b in epoch for i in b) == list(range(200))
     spread = np.mean([np.ptp([lengths[i] for i in b]) for b in epoch])
     assert spread < 20  # random batches would spread about 80
+
+
+def test_batch_size_shrinks_with_text_length_only_past_the_reference() -> None:
+    assert scaled_batch_size(32, 30.0, 48) == 32  # short texts: the nominal size
+    assert scaled_batch_size(32, 128.0, 48) == 12  # same tokens per batch
+    assert scaled_batch_size(16, 5000.0, 48) == 2  # never a batch of one
+    assert scaled_batch_size(32, 500.0, None) == 32  # scaling off
 
 
 def test_pad_batch_pads_to_the_batch_maximum_only() -> None:
@@ -309,3 +322,27 @@ def test_contrastive_stage_can_be_switched_off(tiny_mpnet: Path) -> None:
     cfg = _config(tiny_mpnet, ["teacher:0"], teacher_contrastive_steps=0)
     NanoNetTrainer(_task(), cfg, on_step=logs.append, progress=False).train()
     assert not any(r["phase"] == "contrastive" for r in logs)
+
+
+def test_teacher_cache_fills_on_first_use_and_matches_the_full_forward(tiny_mpnet: Path) -> None:
+    trainer = NanoNetTrainer(_task(), _config(tiny_mpnet, ["teacher:0"]), progress=False)
+    trainer.train()
+    store = trainer.cache["unlabelled"]
+    drawn = [i for i, h in enumerate(store) if h is not None]
+    assert drawn  # the loop drew unlabelled batches, and only those were computed
+    idx = drawn[:4]
+    with torch.no_grad():
+        cached = trainer.teacher_pooled("unlabelled", idx)
+        t = trainer.teacher
+        full = t.model.embed_pooled(*pad_batch([t.ids["unlabelled"][i] for i in idx], t.pad_id))
+    torch.testing.assert_close(cached, full, atol=2e-2, rtol=2e-2)  # fp16 cache
+
+
+def test_training_reads_at_most_max_train_length_tokens(tiny_mpnet: Path) -> None:
+    task = _task()
+    task.unlabelled_texts = [" ".join(["good"] * 60)] * 20
+    trainer = NanoNetTrainer(task, _config(tiny_mpnet, ["teacher:0"], max_train_length=16))
+    trainer.progress = False
+    result = trainer.train()
+    assert max(len(x) for x in trainer.teacher.ids["unlabelled"]) == 16
+    assert result.classifier.max_length == 32  # prediction still reads the task's length

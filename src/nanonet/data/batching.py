@@ -19,6 +19,16 @@ def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     return input_ids, mask
 
 
+def scaled_batch_size(nominal: int, mean_length: float, reference: int | None) -> int:
+    """`nominal` texts per batch for texts of about `reference` tokens; fewer for longer texts.
+
+    Keeps the tokens per batch (and so the cost of a step) roughly constant; never below 2.
+    """
+    if reference is None or mean_length <= reference:
+        return nominal
+    return max(2, min(nominal, round(nominal * reference / mean_length)))
+
+
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Deterministic batches for inference: sorted by length, longest first.
 

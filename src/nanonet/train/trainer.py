@@ -17,7 +17,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from nanonet.data.batching import bucketed_epochs, length_sorted_batches, pad_batch, pair_batch
+from nanonet.data.batching import (
+    bucketed_epochs,
+    length_sorted_batches,
+    pad_batch,
+    pair_batch,
+    scaled_batch_size,
+)
 from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
 from nanonet.models.assets import encoder_dir
@@ -83,8 +89,10 @@ class NanoNetTrainer:
         self.on_step = on_step
         self.progress = progress
         self.num_labels = len(task.label_names)
-        self.max_length = task.max_length
+        self.max_length = task.max_length  # what the saved model reads at prediction time
         self._validate()
+        cap = config.train.max_train_length
+        self.train_length = min(task.max_length, cap) if cap else task.max_length
 
     # ------------------------------------------------------------------ set-up ----------
     def _validate(self) -> None:
@@ -112,7 +120,7 @@ class NanoNetTrainer:
     def _tokenize(self, tokenizer: Any, texts: list[str]) -> Ids:
         if not texts:
             return []
-        return tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        return tokenizer(texts, truncation=True, max_length=self.train_length)["input_ids"]
 
     def _member(self, name: str, model: EncoderClassifier, tokenizer: Any, view: str) -> Member:
         texts = {
@@ -184,33 +192,30 @@ class NanoNetTrainer:
             member.optimizer, lambda s: max(0.1, 1.0 - 0.9 * s / max(1, total_steps))
         )
 
-    @torch.no_grad()
-    def _cache_teacher_bottom(self) -> None:
-        """Run the frozen bottom of the teacher once per text and keep its output.
+    def _start_teacher_cache(self) -> None:
+        """Keep the frozen bottom of the teacher's output per text, filled on first use.
 
         Valid because nothing below `teacher_cut` trains and the teacher sees no views.
+        Filled lazily, so a run that draws 2,000 of 5,000 unlabelled texts pays for 2,000.
         Stored in fp16 (half the memory); converted back to fp32 per batch.
         """
-        self.cache: dict[str, list[torch.Tensor]] | None = None
-        if self.teacher_cut == 0:
+        self.cache: dict[str, list[torch.Tensor | None]] | None = None
+        if self.teacher_cut > 0:
+            self.cache = {split: [None] * len(ids) for split, ids in self.teacher.ids.items()}
+
+    @torch.no_grad()
+    def _fill_cache(self, split: str, idx: list[int]) -> None:
+        assert self.cache is not None
+        t, store = self.teacher, self.cache[split]
+        missing = [i for i in idx if store[i] is None]
+        if not missing:
             return
-        t = self.teacher
-        t.model.eval()
-        self.cache = {}
-        total = sum(len(v) for v in t.ids.values())
-        bar = tqdm(total=total, desc="teacher: caching frozen layers", disable=not self.progress)
-        for split, ids in t.ids.items():
-            out: list[torch.Tensor] = [torch.empty(0)] * len(ids)
-            for batch in length_sorted_batches([len(x) for x in ids], 64):
-                input_ids, mask = pad_batch([ids[i] for i in batch], t.pad_id)
-                h = t.model.backbone.run_layers(
-                    t.model.backbone.embed(input_ids), mask, 0, self.teacher_cut
-                )
-                for row, i in enumerate(batch):
-                    out[i] = h[row, : len(ids[i])].to(torch.float16).clone()
-                bar.update(len(batch))
-            self.cache[split] = out
-        bar.close()
+        input_ids, mask = pad_batch([t.ids[split][i] for i in missing], t.pad_id)
+        h = t.model.backbone.run_layers(
+            t.model.backbone.embed(input_ids), mask, 0, self.teacher_cut
+        )
+        for row, i in enumerate(missing):
+            store[i] = h[row, : len(t.ids[split][i])].to(torch.float16).clone()
 
     # ------------------------------------------------------------------ forward helpers --
     def teacher_pooled(self, split: str, idx: list[int]) -> torch.Tensor:
@@ -218,7 +223,8 @@ class NanoNetTrainer:
         t = self.teacher
         if self.cache is None:
             return t.model.embed_pooled(*pad_batch([t.ids[split][i] for i in idx], t.pad_id))
-        hidden, mask = _pad_states([self.cache[split][i] for i in idx])
+        self._fill_cache(split, idx)
+        hidden, mask = _pad_states([self.cache[split][i] for i in idx])  # type: ignore[misc]
         return t.model.pooled_from(hidden, mask, self.teacher_cut)
 
     def teacher_logits(self, split: str, idx: list[int]) -> torch.Tensor:
@@ -280,7 +286,11 @@ class NanoNetTrainer:
         # Teacher: adapted online from the labels (bias terms + head).
         teacher_loss = supervised_loss(self.teacher_logits("labelled", lab), y)
         logs["teacher_sup"] = teacher_loss.item()
-        t_unl = self.teacher_logits("unlabelled", unl) if tc.use_teacher else None
+        t_unl = None
+        if tc.use_teacher:
+            # Targets need no gradient unless the teacher learns from its own pseudo-labels.
+            with torch.set_grad_enabled(tc.teacher_pseudo_label_threshold is not None):
+                t_unl = self.teacher_logits("unlabelled", unl)
 
         # Students, each on its own view of the labelled and the unlabelled batch.
         s_lab = [self.student_logits(s, "labelled", lab) for s in self.students]
@@ -355,21 +365,20 @@ class NanoNetTrainer:
         for s in self.students:
             self._optimizer(s, tc.steps, tc.lr_bias, tc.lr_head, mc.peft)
         self._log_parameters()
+        self.teacher.model.eval()
+        self._start_teacher_cache()
+        lab_bs, unl_bs = self._batch_sizes()
         # Phase marks in the log: a run stopped by a time limit still shows where time went.
-        self._phase("caching the teacher's frozen layers", started)
-        self._cache_teacher_bottom()
         self._phase("teacher contrastive stage", started)
         self.teacher_contrastive_stage()
         self._init_heads()
         self._phase("teacher warm-up", started)
 
-        lab_iter = bucketed_epochs(
-            [len(x) for x in self.teacher.ids["labelled"]], tc.labeled_batch_size, self.rng
-        )
+        lab_iter = bucketed_epochs([len(x) for x in self.teacher.ids["labelled"]], lab_bs, self.rng)
         unl_iter: Iterator[list[int]] | None = None
         if self.unlabelled:
             unl_iter = bucketed_epochs(
-                [len(x) for x in self.teacher.ids["unlabelled"]], tc.unlabeled_batch_size, self.rng
+                [len(x) for x in self.teacher.ids["unlabelled"]], unl_bs, self.rng
             )
         self._set_train_mode()
         bar = tqdm(
@@ -399,6 +408,22 @@ class NanoNetTrainer:
             kept.model, kept.tokenizer, self.task.label_names, self.max_length, report["summary"]
         )
         return TrainResult(classifier=clf, kept=kept.name, report=report)
+
+    def _batch_sizes(self) -> tuple[int, int]:
+        tc = self.cfg.train
+        ids = self.teacher.ids["unlabelled"] or self.teacher.ids["labelled"]
+        mean_len = float(np.mean([len(x) for x in ids]))
+        lab = scaled_batch_size(tc.labeled_batch_size, mean_len, tc.batch_reference_length)
+        unl = scaled_batch_size(tc.unlabeled_batch_size, mean_len, tc.batch_reference_length)
+        log.info(
+            "texts of %.0f tokens on average (training reads at most %d): "
+            "batches of %d labelled + %d unlabelled texts",
+            mean_len,
+            self.train_length,
+            lab,
+            unl,
+        )
+        return lab, unl
 
     @staticmethod
     def _phase(name: str, started: float) -> None:
