@@ -325,11 +325,13 @@ def test_contrastive_stage_can_be_switched_off(tiny_mpnet: Path) -> None:
 
 
 def test_teacher_cache_fills_on_first_use_and_matches_the_full_forward(tiny_mpnet: Path) -> None:
-    trainer = NanoNetTrainer(_task(), _config(tiny_mpnet, ["teacher:0"]), progress=False)
+    # Two steps of 4 unlabelled texts draw far fewer than the pool holds.
+    cfg = _config(tiny_mpnet, ["teacher:0"], steps=2, unlabeled_batch_size=4)
+    trainer = NanoNetTrainer(_task(), cfg, progress=False)
     trainer.train()
     store = trainer.cache["unlabelled"]
     drawn = [i for i, h in enumerate(store) if h is not None]
-    assert drawn  # the loop drew unlabelled batches, and only those were computed
+    assert 0 < len(drawn) < len(store)  # only the texts the loop drew were computed
     idx = drawn[:4]
     with torch.no_grad():
         cached = trainer.teacher_pooled("unlabelled", idx)
@@ -341,8 +343,8 @@ def test_teacher_cache_fills_on_first_use_and_matches_the_full_forward(tiny_mpne
 def test_training_reads_at_most_max_train_length_tokens(tiny_mpnet: Path) -> None:
     task = _task()
     task.unlabelled_texts = [" ".join(["good"] * 60)] * 20
-    trainer = NanoNetTrainer(task, _config(tiny_mpnet, ["teacher:0"], max_train_length=16))
-    trainer.progress = False
+    cfg = _config(tiny_mpnet, ["teacher:0"], max_train_length=16)
+    trainer = NanoNetTrainer(task, cfg, progress=False)
     result = trainer.train()
     assert max(len(x) for x in trainer.teacher.ids["unlabelled"]) == 16
     assert result.classifier.max_length == 32  # prediction still reads the task's length
