@@ -347,4 +347,18 @@ def test_training_reads_at_most_max_train_length_tokens(tiny_mpnet: Path) -> Non
     trainer = NanoNetTrainer(task, cfg, progress=False)
     result = trainer.train()
     assert max(len(x) for x in trainer.teacher.ids["unlabelled"]) == 16
-    assert result.classifier.max_length == 32  # prediction still reads the task's length
+    # The saved student reads what it was trained on; the teacher keeps the task's length.
+    assert result.classifier.max_length == 16
+    assert trainer.max_length == 32
+
+
+def test_student_max_length_overrides_what_the_saved_student_reads(tiny_mpnet: Path) -> None:
+    cfg = _config(tiny_mpnet, ["teacher:0"], max_train_length=16, student_max_length=24)
+    result = NanoNetTrainer(_task(), cfg, progress=False).train()
+    assert result.classifier.max_length == 24
+
+
+def test_student_max_length_below_8_is_refused(tiny_mpnet: Path) -> None:
+    cfg = _config(tiny_mpnet, ["teacher:0"], student_max_length=4)
+    with pytest.raises(NanoNetError, match="student_max_length"):
+        NanoNetTrainer(_task(), cfg, progress=False)

@@ -89,10 +89,12 @@ class NanoNetTrainer:
         self.on_step = on_step
         self.progress = progress
         self.num_labels = len(task.label_names)
-        self.max_length = task.max_length  # what the saved model reads at prediction time
+        self.max_length = task.max_length  # what the teacher reads
         self._validate()
         cap = config.train.max_train_length
         self.train_length = min(task.max_length, cap) if cap else task.max_length
+        # what the saved (kept) student reads at prediction time
+        self.student_length = config.train.student_max_length or self.train_length
 
     # ------------------------------------------------------------------ set-up ----------
     def _validate(self) -> None:
@@ -405,7 +407,11 @@ class NanoNetTrainer:
         report = self._report(train_seconds, kept_index, selection)
         kept = self.students[kept_index]
         clf = NanoNetClassifier(
-            kept.model, kept.tokenizer, self.task.label_names, self.max_length, report["summary"]
+            kept.model,
+            kept.tokenizer,
+            self.task.label_names,
+            self.student_length,
+            report["summary"],
         )
         return TrainResult(classifier=clf, kept=kept.name, report=report)
 
@@ -555,7 +561,8 @@ class NanoNetTrainer:
 
     def _evaluate_members(self, members: list[dict[str, Any]]) -> None:
         for entry, m in zip(members, [self.teacher, *self.students], strict=True):
-            clf = NanoNetClassifier(m.model, m.tokenizer, self.task.label_names, self.max_length)
+            length = self.max_length if m is self.teacher else self.student_length
+            clf = NanoNetClassifier(m.model, m.tokenizer, self.task.label_names, length)
             log.info("evaluating %s on %d test texts", m.name, len(self.task.test_texts))
             entry["test"] = evaluate(
                 clf, self.task.test_texts, self.task.test_labels, self.cfg.train.eval_batch_size
