@@ -3,13 +3,13 @@
     .venv/bin/python benchmarks/experiments/student_read_length.py bbc_news 0 out.json
         [section.key=value ...]
 
-Training reads the first `train.max_train_length` (128) tokens of a text, but the saved
-student reads the dataset's `max_length` (256 on bbc_news and 20newsgroups) at prediction.
-This trains one default NanoNet run (with test texts removed from the task), then scores every
-cohort member on the whole test split at several read lengths and times each on the
-benchmark's throughput sample against the teacher reference read at the dataset's length: the
-accuracy/throughput trade of reading less. One seed only: it says whether a change is worth a
-full benchmark run, not what the change does across label draws.
+Training reads the first `train.max_train_length` (128) tokens of a text; before
+`train.student_max_length` existed, the saved student read the dataset's `max_length` (256 on
+bbc_news and 20newsgroups) at prediction. This trains one default NanoNet run (with test texts
+removed from the task), then scores every cohort member on the whole test split at several read
+lengths and times each on the benchmark's throughput sample against the teacher reference read
+at the dataset's length: the accuracy/throughput trade of reading less. One seed only: it says
+whether a change is worth a full benchmark run, not what the change does across label draws.
 """
 
 import dataclasses

@@ -96,6 +96,11 @@ class NanoNetTrainer:
         # what the saved (kept) student reads at prediction time
         self.student_length = config.train.student_max_length or self.train_length
 
+    def read_length(self, member: Member) -> int:
+        """Tokens `member` reads at prediction: the teacher the dataset's length, a student
+        what it was trained on (or train.student_max_length)."""
+        return self.max_length if member is self.teacher else self.student_length
+
     # ------------------------------------------------------------------ set-up ----------
     def _validate(self) -> None:
         self.cfg.validate()
@@ -561,8 +566,9 @@ class NanoNetTrainer:
 
     def _evaluate_members(self, members: list[dict[str, Any]]) -> None:
         for entry, m in zip(members, [self.teacher, *self.students], strict=True):
-            length = self.max_length if m is self.teacher else self.student_length
-            clf = NanoNetClassifier(m.model, m.tokenizer, self.task.label_names, length)
+            clf = NanoNetClassifier(
+                m.model, m.tokenizer, self.task.label_names, self.read_length(m)
+            )
             log.info("evaluating %s on %d test texts", m.name, len(self.task.test_texts))
             entry["test"] = evaluate(
                 clf, self.task.test_texts, self.task.test_labels, self.cfg.train.eval_batch_size

@@ -49,7 +49,7 @@ def fit(task: Task, settings: dict[str, Any], ctx: RunContext) -> Trained:
     report_members = result.report["members"]
     for entry, member in zip(report_members, [trainer.teacher, *trainer.students], strict=True):
         scored = entry["role"] == "student" or settings["score_teacher"]
-        length = task.max_length if entry["role"] == "teacher" else trainer.student_length
+        length = trainer.read_length(member)
         clf = NanoNetClassifier(member.model, member.tokenizer, task.label_names, length)
         members.append(
             Member(
