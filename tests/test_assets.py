@@ -172,3 +172,11 @@ def test_checksum_mismatch_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path
     )
     # Nothing half-built is left behind.
     assert list((tmp_path / "encoders").iterdir()) == []
+
+
+def test_max_input_tokens_leaves_out_the_rows_mpnet_cannot_use(
+    tiny_mpnet: Path, tiny_bert: Path
+) -> None:
+    # Both tiny encoders hold 130 position rows; MPNet's ids start after its padding id (1).
+    assert assets.max_input_tokens(tiny_bert) == 130
+    assert assets.max_input_tokens(tiny_mpnet) == 128

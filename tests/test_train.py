@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -362,3 +363,17 @@ def test_student_max_length_below_8_is_refused(tiny_mpnet: Path) -> None:
     cfg = _config(tiny_mpnet, ["teacher:0"], student_max_length=4)
     with pytest.raises(NanoNetError, match="student_max_length"):
         NanoNetTrainer(_task(), cfg, progress=False)
+
+
+def test_data_length_beyond_the_position_table_is_refused(tiny_mpnet: Path) -> None:
+    task = dataclasses.replace(_task(), max_length=200)  # the tiny MPNet reads 128 at most
+    with pytest.raises(NanoNetError, match=r"data\.max_length=200 .* \(128 tokens\)"):
+        NanoNetTrainer(task, _config(tiny_mpnet, ["teacher:0"]), progress=False)
+
+
+def test_student_length_beyond_the_position_table_is_refused(tiny_mpnet: Path) -> None:
+    ok = _config(tiny_mpnet, ["teacher:0"], student_max_length=128)
+    assert NanoNetTrainer(_task(), ok, progress=False).student_length == 128
+    too_long = _config(tiny_mpnet, ["teacher:0"], student_max_length=129)
+    with pytest.raises(NanoNetError, match=r"student_max_length=129"):
+        NanoNetTrainer(_task(), too_long, progress=False)

@@ -181,6 +181,20 @@ def _minilm_l6_dir() -> Path:
     return weights.parent
 
 
+# RoBERTa-style position ids start after the padding id, so that many rows of the table never
+# hold a token; BERT-style models use every row.
+_OFFSET_POSITIONS = frozenset({"mpnet", "roberta", "xlm-roberta", "camembert"})
+
+
+def max_input_tokens(folder: Path) -> int:
+    """The longest input, special tokens included, that the encoder in ``folder`` can read."""
+    config = json.loads((Path(folder) / "config.json").read_text())
+    rows = int(config.get("max_position_embeddings", 512))
+    if config.get("model_type") in _OFFSET_POSITIONS:
+        rows -= int(config.get("pad_token_id", 1)) + 1
+    return rows
+
+
 # --- cache folders: build in a temp folder, publish with one rename, trust a size check later ---
 
 

@@ -26,7 +26,7 @@ from nanonet.data.batching import (
 )
 from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
-from nanonet.models.assets import encoder_dir
+from nanonet.models.assets import encoder_dir, max_input_tokens
 from nanonet.models.classifier import NanoNetClassifier
 from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
 from nanonet.models.peft import apply_lora, count_parameters, inject_missing_biases, set_trainable
@@ -95,6 +95,7 @@ class NanoNetTrainer:
         self.train_length = min(task.max_length, cap) if cap else task.max_length
         # what the saved (kept) student reads at prediction time
         self.student_length = config.train.student_max_length or self.train_length
+        self._check_lengths()
 
     def read_length(self, member: Member) -> int:
         """Tokens `member` reads at prediction: the teacher the dataset's length, a student
@@ -114,6 +115,27 @@ class NanoNetTrainer:
                 raise NanoNetError(f"Unknown view '{view}'; choose from {', '.join(VIEWS)}.")
         if not self.cfg.model.students:
             raise NanoNetError("model.students is empty; give at least one student spec.")
+
+    def _check_lengths(self) -> None:
+        """Refuse a length beyond an encoder's position table here, not as an index error later."""
+        mc = self.cfg.model
+        teacher_dir = encoder_dir(mc.teacher)
+        checks = [(mc.teacher, teacher_dir, self.max_length, "data.max_length")]
+        if self.student_length > self.train_length:
+            student_reads, setting = self.student_length, "train.student_max_length"
+        else:
+            student_reads, setting = self.train_length, "train.max_train_length"
+        for spec_text in mc.students:
+            source = parse_student_spec(spec_text).source
+            folder = teacher_dir if source == "teacher" else encoder_dir(source)
+            checks.append((spec_text, folder, student_reads, setting))
+        for name, folder, length, key in checks:
+            limit = max_input_tokens(folder)
+            if length > limit:
+                raise NanoNetError(
+                    f"{key}={length} is longer than encoder '{name}' can read ({limit} tokens); "
+                    f"set {key} to {limit} or less."
+                )
 
     def _split_pool(self, rng: np.random.Generator) -> tuple[list[str], list[str]]:
         """Hold out some unlabelled texts to choose the kept student (never the test set)."""
