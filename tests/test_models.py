@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from transformers import AutoModel
 
 from nanonet.data.batching import pad_batch
 from nanonet.errors import NanoNetError
@@ -43,6 +44,17 @@ def test_backbone_matches_hugging_face_forward_with_padding(encoder) -> None:
         theirs = hf(input_ids=ids, attention_mask=mask).last_hidden_state
     real = mask.bool()
     torch.testing.assert_close(ours[real], theirs[real], atol=1e-5, rtol=1e-5)
+
+
+def test_bert_runs_fused_attention_with_the_same_result_as_eager(tiny_bert) -> None:
+    hf, tok = load_hf_encoder(tiny_bert)
+    assert hf.config._attn_implementation == "sdpa"
+    eager = AutoModel.from_pretrained(tiny_bert, attn_implementation="eager").eval()
+    ids, mask = _batch(tok)
+    with torch.no_grad():
+        fused, plain = Backbone(hf.eval())(ids, mask), Backbone(eager)(ids, mask)
+    real = mask.bool()
+    torch.testing.assert_close(fused[real], plain[real], atol=1e-5, rtol=1e-5)
 
 
 def test_padding_does_not_change_a_text_result(encoder) -> None:

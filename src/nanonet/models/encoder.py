@@ -27,12 +27,15 @@ def load_hf_encoder(path: str | Path) -> tuple[PreTrainedModel, object]:
             f"Encoder at {path} is a '{config.model_type}' model; NanoNet supports "
             f"{', '.join(SUPPORTED_FAMILIES)} encoders."
         )
-    # Eager attention: MPNet only has it, and it takes our additive float mask unchanged.
+    # Both take our additive float mask unchanged. MPNet has only eager attention; BERT gets
+    # SDPA's fused kernel, which never materialises the [T, T] scores: it is what makes
+    # sentence-transformers run the same MiniLM faster on long texts.
+    attention = "sdpa" if config.model_type == "bert" else "eager"
     model = AutoModel.from_pretrained(
         path,
         config=config,
         local_files_only=True,
-        attn_implementation="eager",
+        attn_implementation=attention,
         add_pooling_layer=False,
     )
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
