@@ -377,3 +377,16 @@ def test_student_length_beyond_the_position_table_is_refused(tiny_mpnet: Path) -
     too_long = _config(tiny_mpnet, ["teacher:0"], student_max_length=129)
     with pytest.raises(NanoNetError, match=r"student_max_length=129"):
         NanoNetTrainer(_task(), too_long, progress=False)
+
+
+def test_a_student_that_reads_less_than_the_teacher_names_the_setting_to_lower(
+    tiny_mpnet: Path, tiny_bert: Path
+) -> None:
+    # Teacher: the tiny BERT (130 tokens); student: the tiny MPNet (128 tokens).
+    task = dataclasses.replace(_task(), max_length=130)
+    for cap, setting in [(None, "data.max_length"), (129, "train.max_train_length")]:
+        cfg = _config(tiny_bert, [str(tiny_mpnet)], max_train_length=cap)
+        with pytest.raises(NanoNetError, match=rf"{setting}=1(30|29) .* '.*mpnet' .*\(128 tokens"):
+            NanoNetTrainer(task, cfg, progress=False)
+    ok = _config(tiny_bert, [str(tiny_mpnet)], max_train_length=128)
+    assert NanoNetTrainer(task, ok, progress=False).train_length == 128

@@ -121,10 +121,13 @@ class NanoNetTrainer:
         mc = self.cfg.model
         teacher_dir = encoder_dir(mc.teacher)
         checks = [(mc.teacher, teacher_dir, self.max_length, "data.max_length")]
+        cap = self.cfg.train.max_train_length
         if self.student_length > self.train_length:
             student_reads, setting = self.student_length, "train.student_max_length"
-        else:
+        elif cap and cap < self.max_length:
             student_reads, setting = self.train_length, "train.max_train_length"
+        else:
+            student_reads, setting = self.train_length, "data.max_length"
         for spec_text in mc.students:
             source = parse_student_spec(spec_text).source
             folder = teacher_dir if source == "teacher" else encoder_dir(source)
