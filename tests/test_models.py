@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from transformers import AutoModel
 
 from nanonet.data.batching import pad_batch
 from nanonet.errors import NanoNetError
@@ -49,10 +48,10 @@ def test_backbone_matches_hugging_face_forward_with_padding(encoder) -> None:
 def test_bert_runs_fused_attention_with_the_same_result_as_eager(tiny_bert) -> None:
     hf, tok = load_hf_encoder(tiny_bert)
     assert hf.config._attn_implementation == "sdpa"
-    eager = AutoModel.from_pretrained(tiny_bert, attn_implementation="eager").eval()
+    eager, _ = load_hf_encoder(tiny_bert, attention="eager")
     ids, mask = _batch(tok)
     with torch.no_grad():
-        fused, plain = Backbone(hf.eval())(ids, mask), Backbone(eager)(ids, mask)
+        fused, plain = Backbone(hf.eval())(ids, mask), Backbone(eager.eval())(ids, mask)
     real = mask.bool()
     torch.testing.assert_close(fused[real], plain[real], atol=1e-5, rtol=1e-5)
 

@@ -12,30 +12,17 @@ with sentence-transformers' `encode` as the reference. Nothing else may run mean
 
 import json
 import sys
-import time
-
-from transformers import AutoModel, AutoTokenizer
 
 from nanonet.bench.config import load_bench_config
-from nanonet.bench.environment import git_commit, machine, pin_threads
-from nanonet.bench.measure import docs_per_second, throughput_sample
+from nanonet.bench.environment import pin_threads, provenance
+from nanonet.bench.measure import docs_per_second, throughput_sample, untrained_classifier
 from nanonet.models.assets import encoder_dir
-from nanonet.models.classifier import NanoNetClassifier
-from nanonet.models.encoder import Backbone, EncoderClassifier
+from nanonet.models.encoder import load_hf_encoder
 from nanonet.train.config import DataConfig
 from nanonet.train.run import load_task
 
 LENGTHS = (256, 128)
 REPEATS = 3
-
-
-def _classifier(folder: str, attention: str, num_labels: int, length: int) -> NanoNetClassifier:
-    hf = AutoModel.from_pretrained(
-        folder, local_files_only=True, attn_implementation=attention, add_pooling_layer=False
-    )
-    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = EncoderClassifier(Backbone(hf), num_labels, dropout=0.0)
-    return NanoNetClassifier(model, tok, [str(i) for i in range(num_labels)], length)
 
 
 def main(dataset: str, out: str) -> None:
@@ -48,7 +35,8 @@ def main(dataset: str, out: str) -> None:
     rows = []
     for length in LENGTHS:
         for attention in ("eager", "sdpa"):
-            clf = _classifier(folder, attention, len(data.label_names), length)
+            hf, tok = load_hf_encoder(folder, attention=attention)
+            clf = untrained_classifier(hf, tok, len(data.label_names), length)
             runs = [
                 docs_per_second(lambda t, c=clf: c.predict(t, batch_size=64), texts)
                 for _ in range(REPEATS)
@@ -69,11 +57,7 @@ def main(dataset: str, out: str) -> None:
         )
         print(rows[-1], flush=True)
     record = {
-        "command": " ".join(["python", *sys.argv]),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "commit": git_commit(),
-        "machine": machine(),
-        "threads": 2,
+        **provenance(threads=2),
         "texts": len(texts),
         "rows": rows,
     }

@@ -18,7 +18,7 @@ import sys
 import time
 
 from nanonet.bench.config import load_bench_config
-from nanonet.bench.environment import git_commit, machine, pin_threads
+from nanonet.bench.environment import pin_threads, provenance
 from nanonet.bench.measure import (
     docs_per_second,
     score,
@@ -53,11 +53,7 @@ def main(dataset: str, seed: int, out: str, overrides: list[str]) -> None:
     result = trainer.train()
     rows: list[dict] = []
     record = {
-        "command": " ".join(["python", *sys.argv]),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "commit": git_commit(),
-        "machine": machine(),
-        "threads": 2,
+        **provenance(threads=2),
         "dataset": dataset,
         "seed": seed,
         "kept": result.kept,

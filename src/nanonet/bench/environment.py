@@ -7,6 +7,7 @@ import platform
 import resource
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -94,3 +95,14 @@ def git_commit(cwd: str | Path | None = None) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("-dirty" if status else "")
+
+
+def provenance(threads: int) -> dict[str, Any]:
+    """Command line, date, commit, machine and threads: what an experiment's result records."""
+    return {
+        "command": " ".join(["python", *sys.argv]),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": git_commit(),
+        "machine": machine(),
+        "threads": threads,
+    }

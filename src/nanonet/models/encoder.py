@@ -17,8 +17,11 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 SUPPORTED_FAMILIES = ("bert", "mpnet")
 
 
-def load_hf_encoder(path: str | Path) -> tuple[PreTrainedModel, object]:
-    """Load an encoder and its tokenizer from a local folder, offline."""
+def load_hf_encoder(
+    path: str | Path, attention: str | None = None
+) -> tuple[PreTrainedModel, object]:
+    """Load an encoder and its tokenizer from a local folder, offline. `attention` overrides the
+    attention implementation (for experiments); None picks the family's fastest."""
     config = AutoConfig.from_pretrained(path, local_files_only=True)
     if config.model_type not in SUPPORTED_FAMILIES:
         from nanonet.errors import NanoNetError
@@ -30,7 +33,8 @@ def load_hf_encoder(path: str | Path) -> tuple[PreTrainedModel, object]:
     # Both take our additive float mask unchanged. MPNet has only eager attention; BERT gets
     # SDPA's fused kernel, which never materialises the [T, T] scores: it is what makes
     # sentence-transformers run the same MiniLM faster on long texts.
-    attention = "sdpa" if config.model_type == "bert" else "eager"
+    if attention is None:
+        attention = "sdpa" if config.model_type == "bert" else "eager"
     model = AutoModel.from_pretrained(
         path,
         config=config,
