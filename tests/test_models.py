@@ -97,6 +97,21 @@ def test_cached_bottom_then_top_equals_full_forward(encoder) -> None:
         )
 
 
+def test_checkpointed_layers_give_the_same_gradients(encoder) -> None:
+    hf, tok = encoder
+    model = EncoderClassifier(Backbone(hf), num_labels=3, dropout=0.0).eval()
+    ids, mask = _batch(tok)
+    hidden = model.backbone.embed(ids).detach()
+    grads = []
+    for checkpoint in (False, True):
+        model.zero_grad()
+        model.pooled_from(hidden, mask, 0, checkpoint=checkpoint).square().sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, atol=1e-6, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("selector", "expected"),
     [

@@ -20,6 +20,7 @@ from nanonet.data.batching import (
 )
 from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
+from nanonet.models.encoder import EncoderClassifier
 from nanonet.train.config import RunConfig
 from nanonet.train.losses import (
     distillation_loss,
@@ -339,6 +340,42 @@ def test_teacher_cache_fills_on_first_use_and_matches_the_full_forward(tiny_mpne
         t = trainer.teacher
         full = t.model.embed_pooled(*pad_batch([t.ids["unlabelled"][i] for i in idx], t.pad_id))
     torch.testing.assert_close(cached, full, atol=2e-2, rtol=2e-2)  # fp16 cache
+
+
+def test_head_init_in_batches_equals_one_batch(
+    tiny_mpnet: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[torch.Tensor] = []
+    real = EncoderClassifier.init_head_from_centroids
+
+    def spy(self: EncoderClassifier, pooled: torch.Tensor, labels: torch.Tensor) -> None:
+        seen.append(pooled)
+        real(self, pooled, labels)
+
+    batches: list[int] = []
+    real_pooled, real_init = NanoNetTrainer.teacher_pooled, NanoNetTrainer._init_heads
+
+    def pooled_spy(self: NanoNetTrainer, split: str, idx: list[int], **kw: bool) -> torch.Tensor:
+        if getattr(self, "in_head_init", False):
+            batches.append(len(idx))
+        return real_pooled(self, split, idx, **kw)
+
+    def init_spy(self: NanoNetTrainer) -> None:
+        self.in_head_init = True  # type: ignore[attr-defined]
+        real_init(self)
+        self.in_head_init = False  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(EncoderClassifier, "init_head_from_centroids", spy)
+    monkeypatch.setattr(NanoNetTrainer, "teacher_pooled", pooled_spy)
+    monkeypatch.setattr(NanoNetTrainer, "_init_heads", init_spy)
+    for size in (3, 64):  # 20 labelled texts: 7 batches, then one
+        cfg = _config(tiny_mpnet, ["teacher:0"], eval_batch_size=size, steps=1)
+        NanoNetTrainer(_task(), cfg, progress=False).train()
+    assert batches == [3] * 6 + [2] + [20]
+    assert len(seen) == 4  # teacher and student, twice
+    for small, whole in zip(seen[:2], seen[2:], strict=True):
+        assert small.shape == whole.shape == (20, whole.shape[1])
+        torch.testing.assert_close(small, whole, atol=1e-5, rtol=1e-4)
 
 
 def test_training_reads_at_most_max_train_length_tokens(tiny_mpnet: Path) -> None:
