@@ -21,6 +21,7 @@ from nanonet.data.batching import (
 from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
 from nanonet.models.encoder import EncoderClassifier
+from nanonet.train import trainer as trainer_module
 from nanonet.train.config import RunConfig
 from nanonet.train.losses import (
     distillation_loss,
@@ -376,6 +377,27 @@ def test_head_init_in_batches_equals_one_batch(
     for small, whole in zip(seen[:2], seen[2:], strict=True):
         assert small.shape == whole.shape == (20, whole.shape[1])
         torch.testing.assert_close(small, whole, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("above", "expected"), [(128, False), (4, True)])
+def test_contrastive_stage_checkpoints_only_long_batches(
+    tiny_mpnet: Path, monkeypatch: pytest.MonkeyPatch, above: int, expected: bool
+) -> None:
+    flags: list[bool] = []
+    real = NanoNetTrainer.teacher_pooled
+
+    def spy(
+        self: NanoNetTrainer, split: str, idx: list[int], checkpoint: bool = False
+    ) -> torch.Tensor:
+        flags.append(checkpoint)
+        return real(self, split, idx, checkpoint)
+
+    monkeypatch.setattr(trainer_module, "CHECKPOINT_ABOVE", above)
+    monkeypatch.setattr(NanoNetTrainer, "teacher_pooled", spy)
+    cfg = _config(tiny_mpnet, ["teacher:0"], steps=1, teacher_warmup_steps=0)
+    NanoNetTrainer(_task(), cfg, progress=False).train()
+    assert flags[:3] == [expected] * 3  # the 3 contrastive steps (synthetic texts: < 20 tokens)
+    assert not any(flags[3:])  # nothing else checkpoints
 
 
 def test_training_reads_at_most_max_train_length_tokens(tiny_mpnet: Path) -> None:
