@@ -90,7 +90,8 @@ class Backbone(nn.Module):
         checkpoint: bool = False,
     ) -> torch.Tensor:
         """Layers `start:end`. checkpoint: keep only each layer's input for the backward pass
-        and recompute the rest there (same gradients; less memory, about a third more time)."""
+        and recompute the rest there (same gradients, less memory, more time: +34% for the
+        contrastive stage on 20newsgroups at 256 tokens)."""
         ext = additive_mask(mask, hidden.dtype)
         extra = {}
         if self.family == "mpnet":
