@@ -1,5 +1,8 @@
-"""The dev split every exploratory script scores on: texts of the rotten_tomatoes *training*
-split (seeded), never the test split. Imported by the scripts beside it."""
+"""The dev split every exploratory script scores on: texts of the *training* split (seeded),
+never the test split. Imported by the scripts beside it. The dataset is rotten_tomatoes unless
+NANONET_DEV_DATASET names another built-in one."""
+
+import os
 
 import numpy as np
 
@@ -7,7 +10,7 @@ from nanonet.data.builtin import BuiltinSplits, builtin_task, load_builtin_split
 from nanonet.data.task import Task
 from nanonet.train.config import RunConfig
 
-DATASET = "rotten_tomatoes"
+DATASET = os.environ.get("NANONET_DEV_DATASET", "rotten_tomatoes")
 DEV_SEED = 123
 
 
