@@ -14,7 +14,7 @@ import pytest
 from conftest import synthetic_rows
 from nanonet.bench.config import RunSpec, expand_runs, load_bench_config, parse_bench_config
 from nanonet.bench.harness import bench_main, run_isolated
-from nanonet.bench.measure import docs_per_second, folder_size_mb, score, throughput_sample
+from nanonet.bench.measure import folder_size_mb, score, throughput_sample
 from nanonet.bench.methods import RunContext, get_method
 from nanonet.bench.report import fmt_mean_std, pareto_front, write_report
 from nanonet.bench.results import (
@@ -26,6 +26,7 @@ from nanonet.bench.results import (
 )
 from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
+from nanonet.models.speed import docs_per_second
 
 REPO = Path(__file__).resolve().parent.parent
 

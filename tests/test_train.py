@@ -214,6 +214,7 @@ def _config(teacher: Path, students: list[str], **train: object) -> RunConfig:
     cfg.model.teacher = str(teacher)
     cfg.model.students = students
     cfg.model.teacher_trainable_layers = 2
+    cfg.model.min_speedup = None  # tiny models: no student is 10x faster than the teacher
     cfg.train.steps = 6
     cfg.train.teacher_warmup_steps = 2
     cfg.train.teacher_contrastive_steps = 3
@@ -306,6 +307,46 @@ def test_selection_prefers_the_cheaper_student_within_the_tolerance(tiny_mpnet: 
     students = res.report["members"][1:]
     kept = next(m for m in students if m["kept"])
     assert kept["selection_score"] == max(m["selection_score"] for m in students)
+
+
+def _stub_speeds(monkeypatch: pytest.MonkeyPatch, docs_per_s: list[float]) -> None:
+    """The speed screen reads the teacher first, then each student in order."""
+    speeds = iter(docs_per_s)
+    monkeypatch.setattr("nanonet.train.trainer._docs_per_second", lambda *a: next(speeds))
+
+
+def test_speed_screen_leaves_out_slow_students_and_keeps_the_rng(
+    tiny_mpnet: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    students = ["teacher:0", "teacher:1", "teacher:0,1"]
+    plain = NanoNetTrainer(_task(), _config(tiny_mpnet, students[:2]), progress=False).train()
+    cfg = _config(tiny_mpnet, students)
+    cfg.model.min_speedup = 10.0
+    _stub_speeds(monkeypatch, [10.0, 150.0, 100.0, 60.0])
+    screened = NanoNetTrainer(_task(), cfg, progress=False).train()
+    assert screened.report["speed_screen"] == [
+        {"student": "teacher:0", "speedup": 15.0, "trained": True},
+        {"student": "teacher:1", "speedup": 10.0, "trained": True},
+        {"student": "teacher:0,1", "speedup": 6.0, "trained": False},
+    ]
+    names = [m["name"] for m in screened.report["members"][1:]]
+    assert names == ["teacher:0", "teacher:1"]
+    # Timing builds throw-away encoders; the run after it draws the same random numbers.
+    for a, b in zip(plain.report["members"], screened.report["members"], strict=True):
+        assert a["test"]["accuracy"] == b["test"]["accuracy"]
+        assert a.get("selection_score") == b.get("selection_score")
+
+
+def test_speed_screen_trains_the_fastest_when_none_is_fast_enough(
+    tiny_mpnet: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = _config(tiny_mpnet, ["teacher:0,1", "teacher:1"])
+    cfg.model.min_speedup = 10.0
+    _stub_speeds(monkeypatch, [10.0, 20.0, 30.0])
+    res = NanoNetTrainer(_task(), cfg, progress=False).train()
+    assert res.kept == "teacher:1"
+    assert [m["name"] for m in res.report["members"][1:]] == ["teacher:1"]
+    assert "training the fastest, teacher:1" in caplog.text
 
 
 def test_teacher_pseudo_labels_are_off_by_default_and_opt_in(tiny_mpnet: Path) -> None:

@@ -15,9 +15,10 @@ import sys
 
 from nanonet.bench.config import load_bench_config
 from nanonet.bench.environment import pin_threads, provenance
-from nanonet.bench.measure import docs_per_second, throughput_sample, untrained_classifier
+from nanonet.bench.measure import throughput_sample
 from nanonet.models.assets import encoder_dir
 from nanonet.models.encoder import load_hf_encoder
+from nanonet.models.speed import docs_per_second, untrained_classifier
 from nanonet.train.config import DataConfig
 from nanonet.train.run import load_task
 

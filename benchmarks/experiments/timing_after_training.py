@@ -13,10 +13,11 @@ import gc
 import sys
 
 from nanonet.bench.environment import pin_threads
-from nanonet.bench.measure import docs_per_second, teacher_docs_per_second, throughput_sample
+from nanonet.bench.measure import teacher_docs_per_second, throughput_sample
 from nanonet.models.assets import encoder_dir
 from nanonet.models.classifier import NanoNetClassifier
 from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
+from nanonet.models.speed import docs_per_second
 from nanonet.train.config import DataConfig, RunConfig
 from nanonet.train.run import load_task
 from nanonet.train.trainer import NanoNetTrainer

@@ -265,6 +265,12 @@ def format_report(report: dict[str, Any]) -> str:
         name = m["name"] + (" [kept]" if m.get("kept") else "")
         sp = f"{speed:.0f}" if speed else "-"
         lines.append(f"{name:<36}{acc:>7}{f1:>10}{params:>30}{sp:>9}{ratio:>9}")
+    for left in report.get("speed_screen", []):
+        if not left["trained"]:
+            lines.append(
+                f"{left['student'] + ' [not trained]':<36}{'-':>7}{'-':>10}{'-':>30}{'-':>9}"
+                f"{left['speedup']:>8.1f}x"
+            )
     s = report["summary"]
     lines.append(
         f"\ntraining wall time: {report['train_seconds']:.0f} s; "

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nanonet.models.speed import Predict, classifier_docs_per_second, untrained_classifier
 from nanonet.train.metrics import classification_metrics
-
-if TYPE_CHECKING:
-    from nanonet.models.classifier import NanoNetClassifier
-
-Predict = Callable[[list[str]], np.ndarray]  # texts -> class ids
 
 
 def score(predict: Predict, texts: list[str], labels: list[int], num_labels: int) -> dict:
@@ -31,29 +25,6 @@ def throughput_sample(n_test: int, cap: int | None) -> list[int]:
         return list(range(n_test))
     rng = np.random.default_rng(12345)
     return sorted(int(i) for i in rng.choice(n_test, size=cap, replace=False))
-
-
-def docs_per_second(
-    predict: Predict, texts: Sequence[str], warmup: int = 8, min_seconds: float = 1.0
-) -> float:
-    """Documents per second for `predict` over `texts` (tokenization included).
-
-    A short warm-up call first: the first call pays one-off costs (allocator growth, lazy
-    initialisation) that a long-running service would not. It is kept small because a large
-    model on long texts reads only a document or two per second on 2 cores. Fast models
-    (TF-IDF) finish a pass in milliseconds, so passes repeat until `min_seconds` have elapsed.
-    """
-    texts = list(texts)
-    if not texts:
-        return float("nan")
-    predict(texts[: max(1, min(warmup, len(texts)))])
-    docs, start = 0, time.perf_counter()
-    while True:
-        predict(texts)
-        docs += len(texts)
-        seconds = time.perf_counter() - start
-        if seconds >= min_seconds:
-            return docs / seconds
 
 
 def folder_size_mb(path: Path) -> float:
@@ -74,15 +45,4 @@ def teacher_docs_per_second(
     from nanonet.models.encoder import load_hf_encoder
 
     clf = untrained_classifier(*load_hf_encoder(encoder_dir(teacher)), num_labels, max_length)
-    return docs_per_second(lambda t: clf.predict_logits(t, batch_size).argmax(-1), texts)
-
-
-def untrained_classifier(
-    hf: Any, tokenizer: Any, num_labels: int, max_length: int
-) -> NanoNetClassifier:
-    """An encoder with a fresh head, for timing only: head weights do not change speed."""
-    from nanonet.models.classifier import NanoNetClassifier
-    from nanonet.models.encoder import Backbone, EncoderClassifier
-
-    model = EncoderClassifier(Backbone(hf), num_labels, dropout=0.0)
-    return NanoNetClassifier(model, tokenizer, [str(i) for i in range(num_labels)], max_length)
+    return classifier_docs_per_second(clf, texts, batch_size)

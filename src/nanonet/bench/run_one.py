@@ -35,7 +35,6 @@ from nanonet.bench.environment import (
     pin_threads,
 )
 from nanonet.bench.measure import (
-    docs_per_second,
     folder_size_mb,
     score,
     teacher_docs_per_second,
@@ -43,6 +42,7 @@ from nanonet.bench.measure import (
 )
 from nanonet.bench.methods import MethodUnavailable, RunContext, get_method
 from nanonet.bench.results import base_record, write_json_atomic
+from nanonet.models.speed import docs_per_second
 from nanonet.train.config import DataConfig
 from nanonet.train.run import load_task
 

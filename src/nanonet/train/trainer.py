@@ -30,6 +30,7 @@ from nanonet.models.assets import encoder_dir, max_input_tokens
 from nanonet.models.classifier import NanoNetClassifier
 from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
 from nanonet.models.peft import apply_lora, count_parameters, inject_missing_biases, set_trainable
+from nanonet.models.speed import best_docs_per_second, untrained_classifier
 from nanonet.models.students import parse_student_spec, select_layers, subset_layers
 from nanonet.train.config import RunConfig
 from nanonet.train.losses import (
@@ -181,21 +182,79 @@ class NanoNetTrainer:
         self._teacher_hf, self._teacher_tok = hf, tok
         return self._member(f"teacher ({mc.teacher})", model, tok, "none")
 
-    def _build_student(self, spec_text: str, view: str) -> Member:
-        mc = self.cfg.model
+    def _student_encoder(self, spec_text: str) -> tuple[Any, Any]:
+        """The student's encoder (its chosen layers, weights copied) and tokenizer."""
         spec = parse_student_spec(spec_text)
         if spec.source == "teacher":
             base, tok = self._teacher_hf, self._teacher_tok
         else:
             base, tok = load_hf_encoder(encoder_dir(spec.source))
-        layers = select_layers(spec.layers, base.config.num_hidden_layers)
-        hf = subset_layers(base, layers)
+        return subset_layers(base, select_layers(spec.layers, base.config.num_hidden_layers)), tok
+
+    def _build_student(self, spec_text: str, view: str) -> Member:
+        mc = self.cfg.model
+        spec = parse_student_spec(spec_text)
+        hf, tok = self._student_encoder(spec_text)
         inject_missing_biases(hf)
         model = EncoderClassifier(Backbone(hf), self.num_labels, dropout=mc.dropout)
         if mc.peft == "lora":
             apply_lora(model.backbone, mc.lora_rank)
         set_trainable(model, mc.peft, 0)
         return self._member(str(spec), model, tok, view)
+
+    def _fast_enough_students(self) -> list[str]:
+        """The student specs worth training: those that read this data at least
+        model.min_speedup times as fast as the teacher.
+
+        A student exists to replace the teacher at inference, and the speed of a width-384
+        encoder against MPNet depends on text length (MiniLM-L6: 7.5x on short reviews, 14.6x
+        on long posts), so it is measured on this run's texts rather than assumed. Timed like
+        the benchmark's docs/s (tokenization included, batch 64; the fastest of three passes)
+        on up to 64 held-out texts, before the student costs any training time. If none is
+        fast enough, the fastest is trained. The RNG state is restored afterwards: a run whose
+        cohort is not cut trains exactly as it would without the screen.
+        """
+        specs = list(self.cfg.model.students)
+        floor = self.cfg.model.min_speedup
+        self.speed_screen: list[dict[str, Any]] = []
+        if floor is None or len(specs) < 2:
+            return specs
+        sample = (self.holdout or self.unlabelled or self.task.labelled_texts)[:64]
+        batch = self.cfg.train.eval_batch_size
+        t = self.teacher
+        with torch.random.fork_rng(), torch.no_grad():
+            teacher_clf = NanoNetClassifier(
+                t.model, t.tokenizer, self.task.label_names, self.max_length
+            )
+            teacher_speed = _docs_per_second(teacher_clf, sample, batch)
+            speedups = []
+            for spec_text in specs:
+                hf, tok = self._student_encoder(spec_text)
+                clf = untrained_classifier(hf, tok, self.num_labels, self.student_length)
+                speedups.append(_docs_per_second(clf, sample, batch) / teacher_speed)
+        kept = [s for s, x in zip(specs, speedups, strict=True) if x >= floor]
+        if not kept:
+            kept = [specs[int(np.argmax(speedups))]]
+            log.warning(
+                "no student reads this data %.0fx faster than the teacher "
+                "(model.min_speedup); training the fastest, %s (%.1fx)",
+                floor,
+                kept[0],
+                max(speedups),
+            )
+        for spec_text, x in zip(specs, speedups, strict=True):
+            self.speed_screen.append(
+                {"student": spec_text, "speedup": round(x, 2), "trained": spec_text in kept}
+            )
+            if spec_text not in kept:
+                log.info(
+                    "%s left out of the cohort: %.1fx the teacher's speed on these texts, "
+                    "under model.min_speedup=%g",
+                    spec_text,
+                    x,
+                    floor,
+                )
+        return kept
 
     def _optimizer(
         self, member: Member, total_steps: int, lr_bias: float, lr_head: float, peft: str
@@ -396,7 +455,7 @@ class NanoNetTrainer:
         views = tc.views or ["none"]
         self.students = [
             self._build_student(spec, views[k % len(views)])
-            for k, spec in enumerate(self.cfg.model.students)
+            for k, spec in enumerate(self._fast_enough_students())
         ]
         mc = self.cfg.model
         self._optimizer(
@@ -608,7 +667,12 @@ class NanoNetTrainer:
             summary["test_accuracy"] = kept_entry["test"]["accuracy"]
             summary["test_macro_f1"] = kept_entry["test"]["macro_f1"]
             summary["test_size"] = kept_entry["test"]["n"]
-        return {"summary": summary, "members": members, "train_seconds": train_seconds}
+        return {
+            "summary": summary,
+            "members": members,
+            "speed_screen": self.speed_screen,
+            "train_seconds": train_seconds,
+        }
 
     def _evaluate_members(self, members: list[dict[str, Any]]) -> None:
         for entry, m in zip(members, [self.teacher, *self.students], strict=True):
@@ -640,3 +704,7 @@ def _pad_states(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
+
+
+def _docs_per_second(clf: NanoNetClassifier, texts: list[str], batch_size: int) -> float:
+    return best_docs_per_second(lambda t: clf.predict_logits(t, batch_size).argmax(-1), texts)

@@ -75,7 +75,8 @@ def fit(task: Task, settings: dict[str, Any], ctx: RunContext) -> Trained:
         details={
             "kept": result.kept,
             "selection": summary["selection"],
-            "students": list(cfg.model.students),
+            "students": [s.name for s in trainer.students],
+            "speed_screen": result.report["speed_screen"],
             "overrides": list(settings["overrides"]),
             "unlabelled_examples": summary["unlabelled_examples"],
             # NanoNet's own clock stops before choosing the kept student; the table uses the
