@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nanonet.models.speed import Predict, classifier_docs_per_second, untrained_classifier
+from nanonet.models.speed import Predict, class_ids, docs_per_second, untrained_classifier
 from nanonet.train.metrics import classification_metrics
 
 
@@ -45,4 +45,4 @@ def teacher_docs_per_second(
     from nanonet.models.encoder import load_hf_encoder
 
     clf = untrained_classifier(*load_hf_encoder(encoder_dir(teacher)), num_labels, max_length)
-    return classifier_docs_per_second(clf, texts, batch_size)
+    return docs_per_second(class_ids(clf, batch_size), texts)

@@ -30,8 +30,13 @@ from nanonet.models.assets import encoder_dir, max_input_tokens
 from nanonet.models.classifier import NanoNetClassifier
 from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
 from nanonet.models.peft import apply_lora, count_parameters, inject_missing_biases, set_trainable
-from nanonet.models.speed import best_docs_per_second, untrained_classifier
-from nanonet.models.students import parse_student_spec, select_layers, subset_layers
+from nanonet.models.speed import best_docs_per_second, class_ids, untrained_classifier
+from nanonet.models.students import (
+    StudentSpec,
+    parse_student_spec,
+    select_layers,
+    subset_layers,
+)
 from nanonet.train.config import RunConfig
 from nanonet.train.losses import (
     distillation_loss,
@@ -182,9 +187,8 @@ class NanoNetTrainer:
         self._teacher_hf, self._teacher_tok = hf, tok
         return self._member(f"teacher ({mc.teacher})", model, tok, "none")
 
-    def _student_encoder(self, spec_text: str) -> tuple[Any, Any]:
+    def _student_encoder(self, spec: StudentSpec) -> tuple[Any, Any]:
         """The student's encoder (its chosen layers, weights copied) and tokenizer."""
-        spec = parse_student_spec(spec_text)
         if spec.source == "teacher":
             base, tok = self._teacher_hf, self._teacher_tok
         else:
@@ -194,7 +198,7 @@ class NanoNetTrainer:
     def _build_student(self, spec_text: str, view: str) -> Member:
         mc = self.cfg.model
         spec = parse_student_spec(spec_text)
-        hf, tok = self._student_encoder(spec_text)
+        hf, tok = self._student_encoder(spec)
         inject_missing_biases(hf)
         model = EncoderClassifier(Backbone(hf), self.num_labels, dropout=mc.dropout)
         if mc.peft == "lora":
@@ -229,7 +233,7 @@ class NanoNetTrainer:
             teacher_speed = _docs_per_second(teacher_clf, sample, batch)
             speedups = []
             for spec_text in specs:
-                hf, tok = self._student_encoder(spec_text)
+                hf, tok = self._student_encoder(parse_student_spec(spec_text))
                 clf = untrained_classifier(hf, tok, self.num_labels, self.student_length)
                 speedups.append(_docs_per_second(clf, sample, batch) / teacher_speed)
         kept = [s for s, x in zip(specs, speedups, strict=True) if x >= floor]
@@ -707,4 +711,4 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def _docs_per_second(clf: NanoNetClassifier, texts: list[str], batch_size: int) -> float:
-    return best_docs_per_second(lambda t: clf.predict_logits(t, batch_size).argmax(-1), texts)
+    return best_docs_per_second(class_ids(clf, batch_size), texts)
