@@ -120,6 +120,18 @@ def test_config_expands_runs_with_filters_and_per_dataset_settings(tmp_path: Pat
         expand_runs(cfg, only_method="nope")
 
 
+def test_config_seeds_per_dataset(tmp_path: Path) -> None:
+    method = {"name": "slow", "kind": "tfidf", "seeds": {"bbc_news": [0]}}
+    cfg = load_bench_config(_config(tmp_path, [method]))
+    assert [(r.dataset, r.seed) for r in expand_runs(cfg)] == [
+        ("rotten_tomatoes", 0), ("rotten_tomatoes", 1), ("rotten_tomatoes", 2), ("bbc_news", 0)
+    ]  # fmt: skip
+    with pytest.raises(NanoNetError, match="unknown dataset 'imdb'"):
+        load_bench_config(_config(tmp_path, [{**method, "seeds": {"imdb": [0]}}]))
+    with pytest.raises(NanoNetError, match="must be a list"):
+        load_bench_config(_config(tmp_path, [{**method, "seeds": 3}]))
+
+
 def test_config_refuses_unknown_settings_and_kinds(tmp_path: Path) -> None:
     with pytest.raises(NanoNetError, match="num_iteration"):
         load_bench_config(
@@ -137,11 +149,15 @@ def test_shipped_configs_parse() -> None:
     assert {m.kind for m in protocol.methods} == {"nanonet", "setfit", "finetune", "probe", "tfidf"}
     assert [d.name for d in protocol.datasets] == ["rotten_tomatoes", "bbc_news", "20newsgroups"]
     assert protocol.seeds == [0, 1, 2]
-    for m in protocol.methods:
-        if m.kind == "setfit":
-            assert m.settings_for("20newsgroups")["num_iterations"] == 5
-            assert m.settings_for("bbc_news")["num_iterations"] == 20
+    setfit = [r for r in expand_runs(protocol) if r.method.kind == "setfit"]
+    for run in setfit:  # the protocol's SetFit settings
+        assert run.settings["num_iterations"] == (5 if run.dataset == "20newsgroups" else 20)
+    mpnet_20ng = [r.seed for r in setfit if r.stem.startswith("20newsgroups__setfit-mpnet")]
+    assert mpnet_20ng == [0]  # seed 0 only, as the protocol allows there
     load_bench_config(REPO / "benchmarks/configs/smoke.yaml")
+    extras = load_bench_config(REPO / "benchmarks/configs/extras.yaml")
+    assert extras.results_dir == protocol.results_dir and extras.report != protocol.report
+    assert not {m.name for m in extras.methods} & names
 
 
 def test_fingerprint_follows_settings_only() -> None:
@@ -271,10 +287,55 @@ def test_report_from_synthetic_results(tmp_path: Path) -> None:
     assert "kept: teacher:bottom2 ×1" in text
     assert "| tfidf | teacher:bottom2 | 0.900 |" in text  # the member table
     assert "Test CPU, 2 cores" in text and "`abc123`" in text
+    assert "- code:" not in text and "older code" not in text  # no git here: nothing claimed
     if any(p.suffix == ".png" for p in written):
         assert (cfg.plots_dir / "accuracy.png").stat().st_size > 0
         assert (cfg.plots_dir / "pareto.png").stat().st_size > 0
         assert "![pareto](plots/pareto.png)" in text
+
+
+def _git(repo: Path, *args: str) -> str:
+    import subprocess
+
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=repo, check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+
+
+def _commit_files(repo: Path, files: dict[str, str]) -> str:
+    for name, text in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text, encoding="utf-8")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "step")
+    return _git(repo, "rev-parse", "HEAD")
+
+
+def test_report_names_runs_made_by_older_code(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    old = _commit_files(repo, {"src/nanonet/core.py": "v1"})
+    same = _commit_files(repo, {"src/nanonet/core.py": "v2"})
+    # Neither the report, the server nor the docs decide a result.
+    head = _commit_files(
+        repo,
+        {"src/nanonet/bench/report.py": "new", "src/nanonet/serve/app.py": "x", "README": "y"},
+    )
+    path = _config(repo, methods=[{"name": "tfidf", "kind": "tfidf"}])
+    cfg = load_bench_config(path)
+    runs = {r.seed: r for r in expand_runs(cfg, "rotten_tomatoes", "tfidf")}
+    for seed, commit in ((0, old), (1, same), (2, f"{head}-dirty")):
+        record = {**_ok(runs[seed], 0.7), "commit": commit}
+        write_json_atomic(result_path(cfg.results_dir, runs[seed]), record)
+
+    write_report(cfg.results_dir, cfg.report, cfg.plots_dir, cfg)
+    text = cfg.report.read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| tfidf | 0.700"))
+    assert "older code: seed 0" in row and "code unknown: seed 2" in row
+    assert "seed 1" not in row.split("older code")[1]
+    assert "- code: 1 of 3 runs were made by the code checked out now" in text
 
 
 def test_pareto_front() -> None:

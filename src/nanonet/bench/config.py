@@ -67,8 +67,14 @@ class MethodSpec:
     per_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
     datasets: list[str] | None = None  # None: every dataset of the config
     seeds: list[int] | None = None  # None: every seed of the config
+    # fewer seeds on some datasets, e.g. {20newsgroups: [0]} where one run takes over an hour
+    seeds_per_dataset: dict[str, list[int]] = field(default_factory=dict)
     pareto_members: bool = False  # plot every cohort member (nanonet) on the Pareto view
     note: str = ""  # shown under the table, e.g. why a run set is reduced
+
+    def runs_seed(self, dataset: str, seed: int) -> bool:
+        seeds = self.seeds_per_dataset.get(dataset, self.seeds)
+        return seeds is None or seed in seeds
 
     def settings_for(self, dataset: str) -> dict[str, Any]:
         merged = copy.deepcopy(METHOD_DEFAULTS[self.kind])
@@ -218,7 +224,7 @@ def expand_runs(
             for m in cfg.methods:
                 if m.datasets is not None and d.name not in m.datasets:
                     continue
-                if m.seeds is not None and seed not in m.seeds:
+                if not m.runs_seed(d.name, seed):
                     continue
                 if only_dataset not in (None, d.name) or only_method not in (None, m.name):
                     continue
@@ -263,6 +269,7 @@ def _method(entry: Any, source: Path) -> MethodSpec:
     per_dataset = {str(k): dict(v or {}) for k, v in (entry.get("per_dataset") or {}).items()}
     for block in [settings, *per_dataset.values()]:
         _refuse_unknown(block, set(METHOD_DEFAULTS[kind]), f"{where} ({kind} settings)")
+    seeds, seeds_per_dataset = _method_seeds(entry.get("seeds"), where)
     name = str(entry["name"])
     if not name.replace("-", "").replace("_", "").isalnum():
         raise NanoNetError(f"{where}: use letters, digits, '-' and '_' in method names.")
@@ -272,10 +279,25 @@ def _method(entry: Any, source: Path) -> MethodSpec:
         settings=settings,
         per_dataset=per_dataset,
         datasets=[str(d) for d in entry["datasets"]] if entry.get("datasets") else None,
-        seeds=[int(s) for s in entry["seeds"]] if entry.get("seeds") is not None else None,
+        seeds=seeds,
+        seeds_per_dataset=seeds_per_dataset,
         pareto_members=bool(entry.get("pareto_members", False)),
         note=str(entry.get("note", "")),
     )
+
+
+def _method_seeds(raw: Any, where: str) -> tuple[list[int] | None, dict[str, list[int]]]:
+    """`seeds: [0, 1]` for every dataset, or `seeds: {20newsgroups: [0]}` for some."""
+    if raw is None:
+        return None, {}
+    if isinstance(raw, dict):
+        for dataset in raw:
+            if dataset not in BUILTIN_DATASETS:
+                raise NanoNetError(f"{where}: seeds for unknown dataset '{dataset}'.")
+        return None, {str(d): [int(s) for s in v] for d, v in raw.items()}
+    if isinstance(raw, list):
+        return [int(s) for s in raw], {}
+    raise NanoNetError(f"{where}: 'seeds' must be a list, or a mapping of dataset to a list.")
 
 
 def _refuse_unknown(raw: dict[str, Any], known: set[str], where: str) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nanonet.bench.code_version import current_code
 from nanonet.bench.config import BenchConfig, expand_runs, load_bench_config
 from nanonet.bench.results import load_results, now_iso
 
@@ -136,6 +137,10 @@ def notes_text(row: Row) -> str:
         if r["status"] == "unavailable":
             notes.append(f"unavailable: {r.get('error', '')}".strip())
             break
+    for verdict, what in ((False, "older code"), (None, "code unknown")):
+        seeds = sorted(r["seed"] for r in row.ok if r.get("current_code", True) is verdict)
+        if seeds:
+            notes.append(f"{what}: seed {','.join(map(str, seeds))}")
     if row.note:
         notes.append(row.note)
     return "; ".join(notes).replace("|", "/")
@@ -298,6 +303,7 @@ def _provenance(results: list[dict[str, Any]], cfg: BenchConfig | None) -> list[
         return out
     out += [
         "- commit(s): " + ", ".join(f"`{c}` ({n} runs)" for c, n in commits.most_common()),
+        *_code_line(results),
         f"- dates: {dates[0]} … {dates[-1]}" if dates else "- dates: –",
         "- machine(s): " + "; ".join(f"{m} ({n} runs)" for m, n in machines.most_common()),
         f"- threads: {', '.join(map(str, threads)) or '–'} (torch.set_num_threads and BLAS)",
@@ -305,6 +311,18 @@ def _provenance(results: list[dict[str, Any]], cfg: BenchConfig | None) -> list[
         "- command(s): " + "; ".join(f"`{c}`" for c, _ in commands.most_common(3)),
     ]
     return out
+
+
+def _code_line(results: list[dict[str, Any]]) -> list[str]:
+    if not any("current_code" in r for r in results):
+        return []  # not in a git checkout: nothing to compare against
+    now = sum(r["current_code"] is True for r in results)
+    return [
+        f"- code: {now} of {len(results)} runs were made by the code checked out now "
+        "(`src/` and `pyproject.toml` identical at the run's commit, report and server "
+        'excepted); a row\'s notes name the seeds that were not ("older code") or cannot '
+        'be told ("code unknown": run from a tree with uncommitted changes)'
+    ]
 
 
 # --- plots --------------------------------------------------------------------------------------
@@ -443,6 +461,14 @@ def write_report(
 ) -> list[Path]:
     """Write the markdown report (and the plots when matplotlib is installed)."""
     results = load_results(results_dir)
+    if cfg is not None:  # other configs' runs may share the folder; they have reports of their own
+        shown = {m.name for m in cfg.methods}
+        results = [r for r in results if r["method"] in shown]
+    if results_dir.is_dir():
+        verdicts = current_code((r.get("commit", "unknown") for r in results), results_dir)
+        if any(v is not None for v in verdicts.values()):
+            for r in results:
+                r["current_code"] = verdicts[r.get("commit", "unknown")]
     rows = build_rows(results, cfg)
     plots: list[Path] = []
     try:
