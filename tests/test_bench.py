@@ -260,7 +260,11 @@ def test_report_from_synthetic_results(tmp_path: Path) -> None:
     cfg = load_bench_config(path)
     tfidf = {r.seed: r for r in expand_runs(cfg, "rotten_tomatoes", "tfidf")}
     for seed, acc in ((0, 0.7), (1, 0.8)):
-        write_json_atomic(result_path(cfg.results_dir, tfidf[seed]), _ok(tfidf[seed], acc))
+        command = f"python -m nanonet.bench --dataset rotten_tomatoes --method tfidf --seed={seed}"
+        record = _ok(tfidf[seed], acc, command=command)
+        if seed == 1:  # the teacher ran twice as fast in this process
+            record.update(teacher_docs_per_s=20.0, throughput_ratio=5.0)
+        write_json_atomic(result_path(cfg.results_dir, tfidf[seed]), record)
     timeout = base_record(tfidf[2], "timeout")
     write_json_atomic(result_path(cfg.results_dir, tfidf[2]), timeout)
     [setfit] = expand_runs(cfg, "rotten_tomatoes", "setfit-mpnet")
@@ -281,12 +285,17 @@ def test_report_from_synthetic_results(tmp_path: Path) -> None:
     tfidf_row = next(line for line in text.splitlines() if line.startswith("| tfidf | 0.750"))
     assert "0.750 ± 0.071" in tfidf_row
     assert "2/3, seed 2 timeout" in tfidf_row
+    # × teacher averages the per-process ratios (10, 5); × teacher mean divides by the mean
+    # teacher speed of the dataset's runs (100 / 15).
+    assert "| 7.50 | 6.67 |" in tfidf_row
     assert "| setfit-mpnet | **crashed** |" in text
     assert "0/1, seed 0 crashed" in text
     assert "seed 1,2 missing" in text  # bbc_news tfidf: only seed 0 stored
     assert "kept: teacher:bottom2 ×1" in text
     assert "| tfidf | teacher:bottom2 | 0.900 |" in text  # the member table
     assert "Test CPU, 2 cores" in text and "`abc123`" in text
+    # Per-run arguments become placeholders, so the two commands are one template.
+    assert "`python -m nanonet.bench --dataset D --method M --seed S` (2 runs)" in text
     assert "- code:" not in text and "older code" not in text  # no git here: nothing claimed
     if any(p.suffix == ".png" for p in written):
         assert (cfg.plots_dir / "accuracy.png").stat().st_size > 0
