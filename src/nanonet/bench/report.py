@@ -162,6 +162,7 @@ def table(rows: list[Row], dataset: str, teacher: float | None = None) -> list[s
             lines.append("| " + " | ".join(cells) + " |")
             continue
         first = row.ok[0]
+        docs = _mean(row.values("docs_per_s"))
         lines.append(
             "| "
             + " | ".join(
@@ -174,13 +175,9 @@ def table(rows: list[Row], dataset: str, teacher: float | None = None) -> list[s
                     _num(max(row.values("peak_rss_mb"), default=None), ".0f"),
                     f"{_params(first['trainable_params'])} / {_params(first['total_params'])}",
                     _num(_mean(row.values("model_size_mb")), ".1f"),
-                    _rate(_mean(row.values("docs_per_s"))),
+                    _rate(docs),
                     _rate(_mean(row.values("throughput_ratio"))),
-                    _rate(
-                        docs / teacher
-                        if (docs := _mean(row.values("docs_per_s"))) and teacher
-                        else None
-                    ),
+                    _rate(docs / teacher if docs is not None and teacher else None),
                     notes_text(row),
                 ]
             )
@@ -320,8 +317,12 @@ def _provenance(results: list[dict[str, Any]], cfg: BenchConfig | None) -> list[
         f"- threads: {', '.join(map(str, threads)) or '–'} (torch.set_num_threads and BLAS)",
         "- versions: " + "; ".join(v for v, _ in versions.most_common() if v),
         "- command(s): "
-        + "; ".join(f"`{c}` ({n} runs)" for c, n in commands.most_common())
-        + "; `make bench` runs every missing one and regenerates this file",
+        + "; ".join(
+            [
+                *(f"`{c}` ({n} runs)" for c, n in commands.most_common()),
+                "`make bench` runs every missing one and regenerates this file",
+            ]
+        ),
     ]
     return out
 
