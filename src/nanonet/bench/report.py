@@ -106,6 +106,14 @@ def _mean(values: Iterable[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def teacher_rate(results: Sequence[dict[str, Any]], dataset: str) -> float | None:
+    """The dataset's teacher docs/s averaged over every finished run: the one reference both
+    the table's "× teacher mean" column and the Pareto plot's teacher line use."""
+    return _mean(
+        r["teacher_docs_per_s"] for r in results if r["dataset"] == dataset and r["status"] == "ok"
+    )
+
+
 def _num(value: float | None, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
@@ -244,7 +252,7 @@ def render_markdown(
     ]
     for dataset in datasets:
         lines += [f"## {dataset}", ""]
-        teacher = _mean(r["teacher_docs_per_s"] for r in ok if r["dataset"] == dataset)
+        teacher = teacher_rate(ok, dataset)
         test_sizes = sorted({r["test_size"] for r in ok if r["dataset"] == dataset})
         timed = sorted({r["throughput_texts"] for r in ok if r["dataset"] == dataset})
         if teacher is not None:
@@ -424,11 +432,7 @@ def plot_pareto(rows: list[Row], results: list[dict[str, Any]], path: Path) -> P
                 textcoords="offset points",
             )
             points.append((x, y, p["name"]))
-        teacher = _mean(
-            r["teacher_docs_per_s"]
-            for r in results
-            if r["dataset"] == dataset and r["status"] == "ok"
-        )
+        teacher = teacher_rate(results, dataset)
         if teacher:
             ax.axvline(teacher, color="gray", ls=":", lw=1)
             ax.text(teacher, ax.get_ylim()[0], " teacher", fontsize=7, color="gray", va="bottom")
