@@ -1,6 +1,7 @@
 """Exploration on a dev split drawn from the *train* split (never the test set)."""
 
 import json
+import os
 import sys
 import time
 
@@ -19,9 +20,11 @@ row = {
     "seed": seed,
     "ovr": ovr,
     "secs": round(time.time() - t0),
+    "dataset": task.name,
+    "pool": len(task.unlabelled_texts),
     "kept": res.kept,
     "members": {m["name"]: round(m["test"]["accuracy"], 4) for m in res.report["members"]},
 }
 print(json.dumps(row), flush=True)
-with open("/tmp/exp/pipe_results.jsonl", "a") as f:
+with open(os.environ.get("NANONET_EXP_OUT", "/tmp/exp/pipe_results.jsonl"), "a") as f:
     f.write(json.dumps(row) + "\n")
