@@ -25,6 +25,7 @@ from nanonet.train import trainer as trainer_module
 from nanonet.train.config import RunConfig
 from nanonet.train.losses import (
     distillation_loss,
+    embedding_loss,
     mutual_loss,
     pair_similarity_loss,
     rampup,
@@ -312,7 +313,7 @@ def test_selection_prefers_the_cheaper_student_within_the_tolerance(tiny_mpnet: 
 def _stub_speeds(monkeypatch: pytest.MonkeyPatch, docs_per_s: list[float]) -> None:
     """The speed screen reads the teacher first, then each student in order."""
     speeds = iter(docs_per_s)
-    monkeypatch.setattr("nanonet.train.trainer._docs_per_second", lambda *a: next(speeds))
+    monkeypatch.setattr("nanonet.train.cohort._docs_per_second", lambda *a: next(speeds))
 
 
 def test_speed_screen_leaves_out_slow_students_and_keeps_the_rng(
@@ -373,7 +374,7 @@ def test_teacher_cache_fills_on_first_use_and_matches_the_full_forward(tiny_mpne
     cfg = _config(tiny_mpnet, ["teacher:0"], steps=2, unlabeled_batch_size=4)
     trainer = NanoNetTrainer(_task(), cfg, progress=False)
     trainer.train()
-    store = trainer.cache["unlabelled"]
+    store = trainer.cache.store["unlabelled"]
     drawn = [i for i, h in enumerate(store) if h is not None]
     assert 0 < len(drawn) < len(store)  # only the texts the loop drew were computed
     idx = drawn[:4]
@@ -490,3 +491,107 @@ def test_a_student_that_reads_less_than_the_teacher_names_the_setting_to_lower(
             NanoNetTrainer(task, cfg, progress=False)
     ok = _config(tiny_bert, [str(tiny_mpnet)], max_train_length=128)
     assert NanoNetTrainer(task, ok, progress=False).train_length == 128
+
+
+def test_embedding_loss_is_zero_for_the_teacher_itself_and_positive_otherwise() -> None:
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(6, 8, generator=g)
+    for kind in ("cosine", "mse", "similarity"):
+        assert embedding_loss(t.clone(), t, kind).item() == pytest.approx(0.0, abs=1e-6)
+        assert embedding_loss(torch.randn(6, 8, generator=g), t, kind).item() > 0.01
+    # Similarity-preserving distillation compares batch geometry, so widths may differ.
+    assert embedding_loss(torch.randn(6, 3, generator=g), t, "similarity").item() > 0.0
+    student = torch.randn(6, 8, requires_grad=True)
+    target = torch.randn(6, 8, requires_grad=True)
+    embedding_loss(student, target).backward()
+    assert target.grad is None and student.grad is not None
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("train.embed_kd_loss", "l1", "train.embed_kd_loss must be one of cosine"),
+        ("train.kd_loss", "js", "train.kd_loss must be one of kl, mse"),
+        ("model.peft", "adapters", "model.peft must be one of bitfit"),
+        ("train.distill_epochs", -1, "train.distill_epochs must be at least 0"),
+        ("train.views", ["blur"], "Unknown view 'blur'"),
+        ("model.students", [], "model.students is empty"),
+    ],
+)
+def test_every_setting_is_checked_before_anything_loads(key: str, value, words: str) -> None:
+    cfg = RunConfig()
+    cfg.model.teacher = "/nonexistent/teacher"  # never reached: validation comes first
+    section, name = key.split(".")
+    setattr(getattr(cfg, section), name, value)
+    with pytest.raises(NanoNetError, match=words):
+        NanoNetTrainer(_task(), cfg, progress=False)
+
+
+def test_distill_stage_trains_students_only_from_the_cached_teacher(tiny_mpnet: Path) -> None:
+    logs: list[dict] = []
+    # 40 of the pool's texts train, 10 are held out; batches of 8: 2 epochs are 10 steps.
+    cfg = _config(
+        tiny_mpnet, ["teacher:0", "teacher:1"], distill_epochs=2.0, unlabeled_batch_size=8
+    )
+    trainer = NanoNetTrainer(_task(), cfg, on_step=logs.append, progress=False)
+    n_unl = len(_task().unlabelled_texts) - 10
+    real_step = trainer.distill_step
+    teacher_states: list[dict[str, torch.Tensor]] = []
+
+    def spy(lab: list[int], unl: list[int]) -> dict[str, float]:
+        teacher_states.append(_snapshot(trainer.teacher.model))
+        return real_step(lab, unl)
+
+    trainer.distill_step = spy  # type: ignore[method-assign]
+    result = trainer.train()
+    steps = Counter(r["phase"] for r in logs)["distill"]
+    assert steps == -(-2 * n_unl // 8) == result.report["distill_steps"]
+    for state in teacher_states[1:]:  # the teacher no longer moves
+        for key, value in state.items():
+            assert torch.equal(value, teacher_states[0][key])
+    assert {"s0_emb", "s1_kd", "s1_mutual"} <= set(logs[-1])
+    # The cached targets are the adapted teacher's own outputs.
+    idx = [0, 3, 5]
+    with torch.no_grad():
+        t = trainer.teacher
+        live = t.model.embed_pooled(*pad_batch([t.ids["unlabelled"][i] for i in idx], t.pad_id))
+    cached, logits = trainer.targets.get("unlabelled", idx)
+    torch.testing.assert_close(cached, live, atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(logits, t.model.classify(cached))
+    # The frozen-bottom cache gave its memory back once the targets existed.
+    assert all(h is None for h in trainer.cache.store["unlabelled"])
+
+
+def test_students_of_another_width_get_a_projection_the_same_width_starts_at_identity(
+    tiny_mpnet: Path, tiny_bert: Path
+) -> None:
+    cfg = _config(tiny_mpnet, ["teacher:0", str(tiny_bert)], embed_kd_weight=1.0)
+    trainer = NanoNetTrainer(_task(), cfg, progress=False)
+    trainer.unlabelled, trainer.holdout = _task().unlabelled_texts, []
+    trainer._build_cohort()
+    same, other = trainer.students
+    width = trainer.teacher.model.backbone.hidden_size
+    assert torch.equal(same.projection.weight, torch.eye(width))
+    assert other.projection.weight.shape == (width, other.model.backbone.hidden_size)
+    cfg = _config(tiny_mpnet, ["teacher:0"], embed_kd_loss="similarity")
+    trainer = NanoNetTrainer(_task(), cfg, progress=False)
+    trainer.unlabelled, trainer.holdout = _task().unlabelled_texts, []
+    trainer._build_cohort()
+    assert trainer.students[0].projection is None
+
+
+def test_a_student_side_switch_leaves_the_teacher_and_the_batches_unchanged(
+    tiny_mpnet: Path,
+) -> None:
+    """Each random stream has its own generator: views draw from theirs, batches from theirs."""
+
+    def teacher_after(**train: object) -> dict[str, torch.Tensor]:
+        trainer = NanoNetTrainer(_task(), _config(tiny_mpnet, ["teacher:0"], **train))
+        trainer.progress = False
+        trainer.train()
+        return _snapshot(trainer.teacher.model)
+
+    a = teacher_after(views=["none"], embed_kd_weight=0.0)
+    b = teacher_after(views=["cutoff"], embed_kd_weight=1.0)
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key

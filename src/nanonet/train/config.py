@@ -15,6 +15,11 @@ from typing import Any, get_type_hints
 import yaml
 
 from nanonet.errors import NanoNetError
+from nanonet.models.peft import PEFT_MODES
+from nanonet.train.views import VIEWS
+
+KD_LOSSES = ("kl", "mse")
+EMBED_KD_LOSSES = ("cosine", "mse", "similarity")
 
 
 @dataclass
@@ -87,6 +92,16 @@ class TrainConfig:
     temperature: float = 2.0
     kd_loss: str = "kl"  # kl | mse
     kd_weight: float = 1.0
+    # Embedding distillation: each student's sentence vector, through a training-only linear
+    # map, regresses the adapted teacher's (hundreds of numbers per text, where the logits of
+    # a binary task carry one). cosine | mse (on unit vectors) | similarity (the batch's
+    # cosine-similarity matrix, no map: what SetFit's DistillationTrainer fits). 0: off.
+    embed_kd_weight: float = 1.0
+    embed_kd_loss: str = "cosine"
+    # After the joint stage the teacher is done adapting: its vectors and logits for the whole
+    # pool are computed once, and the students take this many more passes over the pool from
+    # that cache (a student step costs 10-20x less than a teacher step). 0: off.
+    distill_epochs: float = 0.0
     use_teacher: bool = True  # False: students learn from labels and each other only
     mutual_weight: float = 1.0  # 0 disables mutual learning
     rampup_fraction: float = 0.2
@@ -109,8 +124,23 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
-        """Range checks a type check cannot do; one clear sentence per problem."""
+        """Every check a type check cannot do, before any data or model loads; one clear
+        sentence per problem."""
         d, t = self.data, self.train
+        choices = [
+            ("train.kd_loss", t.kd_loss, KD_LOSSES),
+            ("train.embed_kd_loss", t.embed_kd_loss, EMBED_KD_LOSSES),
+            ("model.peft", self.model.peft, PEFT_MODES),
+            ("model.teacher_peft", self.model.teacher_peft, PEFT_MODES),
+        ]
+        for key, value, allowed in choices:
+            if value not in allowed:
+                raise NanoNetError(f"{key} must be one of {', '.join(allowed)}, not '{value}'.")
+        for view in t.views:
+            if view not in VIEWS:
+                raise NanoNetError(f"Unknown view '{view}'; choose from {', '.join(VIEWS)}.")
+        if not self.model.students:
+            raise NanoNetError("model.students is empty; give at least one student spec.")
         rules = [
             ("data.labels_per_class", d.labels_per_class, 1),
             ("data.max_unlabeled", d.max_unlabeled, 0),
@@ -133,6 +163,11 @@ class RunConfig:
             ("train.selection_holdout", t.selection_holdout, 0),
             ("train.threads", t.threads, 1),
             ("train.temperature", t.temperature, 1e-6),
+            ("train.kd_weight", t.kd_weight, 0.0),
+            ("train.embed_kd_weight", t.embed_kd_weight, 0.0),
+            ("train.mutual_weight", t.mutual_weight, 0.0),
+            ("train.distill_epochs", t.distill_epochs, 0.0),
+            ("train.view_rate", t.view_rate, 0.0),
             ("train.selection_tolerance", t.selection_tolerance, 0.0),
         ]
         for key, value, low in rules:

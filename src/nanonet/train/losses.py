@@ -65,3 +65,24 @@ def pair_similarity_loss(embeddings: torch.Tensor, labels: torch.Tensor) -> torc
     if not terms:
         return embeddings.new_zeros(())
     return torch.stack(terms).mean()
+
+
+def embedding_loss(
+    student: torch.Tensor, teacher: torch.Tensor, kind: str = "cosine"
+) -> torch.Tensor:
+    """Student sentence vectors towards the teacher's (detached).
+
+    cosine: 1 - cos, per text. mse: mean squared error on the raw vectors (what
+    sentence-transformers' MSELoss distils with; it also matches the norm). similarity: the
+    batch's pairwise cosine matrix of the student against the teacher's, which needs no common
+    width (SetFit's distillation target, and Tung & Mori's similarity-preserving KD).
+    """
+    teacher = teacher.detach()
+    if kind == "similarity":
+        zs, zt = F.normalize(student, dim=-1), F.normalize(teacher, dim=-1)
+        return F.mse_loss(zs @ zs.T, zt @ zt.T)
+    if kind == "cosine":
+        return (1.0 - F.cosine_similarity(student, teacher, dim=-1)).mean()
+    if kind == "mse":
+        return F.mse_loss(student, teacher)
+    raise ValueError(f"unknown embedding loss {kind!r}")

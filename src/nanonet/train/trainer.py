@@ -1,13 +1,22 @@
 """The NanoNet run: a teacher adapted online, distilled into a cohort of students.
 
-Read `nanonet_step` next to `shared/docs/method.md`: it is the method, line for line.
-Everything else here is set-up (building the models, tokenizing, caching the frozen bottom of
-the teacher) and the choice of the student to keep.
+Read it next to `shared/docs/method.md`. A run has four stages:
+1. `teacher_contrastive_stage`: the teacher's trainable biases learn to separate the classes
+   from pairs of labelled texts (SetFit-style);
+2. `teacher_warmup_step`: the teacher's head and biases learn from the labels alone, so that the
+   first distillation targets are not noise;
+3. `nanonet_step`: the teacher keeps adapting while every student learns from the labels, the
+   teacher (logits and sentence vectors) and its peers (mutual learning), each on its own view;
+4. `distill_step`: the adapted teacher's outputs for the whole pool are computed once and the
+   students take further passes over the pool from that cache (`train.distill_epochs`).
+Building the models (`cohort.py`), the teacher's caches (`teacher_cache.py`), the choice of the
+kept student (`selection.py`) and the report (`run_report.py`) live beside this file.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,53 +37,28 @@ from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
 from nanonet.models.assets import encoder_dir, max_input_tokens
 from nanonet.models.classifier import NanoNetClassifier
-from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
-from nanonet.models.peft import apply_lora, count_parameters, inject_missing_biases, set_trainable
-from nanonet.models.speed import best_docs_per_second, class_ids, untrained_classifier
-from nanonet.models.students import (
-    StudentSpec,
-    parse_student_spec,
-    select_layers,
-    subset_layers,
-)
+from nanonet.models.students import parse_student_spec
+from nanonet.train import cohort
+from nanonet.train.cohort import Member
 from nanonet.train.config import RunConfig
 from nanonet.train.losses import (
     distillation_loss,
+    embedding_loss,
     mutual_loss,
     pair_similarity_loss,
     rampup,
     supervised_loss,
 )
-from nanonet.train.metrics import agreement, evaluate
-from nanonet.train.views import VIEWS, apply_views
+from nanonet.train.run_report import build_report, log_parameters
+from nanonet.train.selection import choose_student
+from nanonet.train.teacher_cache import FrozenBottomCache, TeacherTargets
+from nanonet.train.views import apply_views
 
 log = logging.getLogger("nanonet")
-
-Ids = list[list[int]]
 
 # Token width above which the contrastive stage checkpoints the teacher's layers: at 128 tokens
 # it saved 0.5 GB on 20newsgroups (2.9 -> 2.4 GB), at 256 tokens 1.5 GB.
 CHECKPOINT_ABOVE = 128
-
-
-@dataclass
-class Member:
-    """One model of the run (teacher or student) with its own tokenization of the data."""
-
-    name: str
-    model: EncoderClassifier
-    tokenizer: Any
-    ids: dict[str, Ids]  # "labelled" / "unlabelled" / "holdout" -> token ids per text
-    view: str = "none"
-    optimizer: torch.optim.Optimizer | None = None
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
-
-    @property
-    def pad_id(self) -> int:
-        return self.tokenizer.pad_token_id
-
-    def params(self) -> tuple[int, int]:
-        return count_parameters(self.model)
 
 
 @dataclass
@@ -84,28 +68,39 @@ class TrainResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class StudentOut:
+    """A student's forward pass on a batch: sentence vectors and logits."""
+
+    pooled: torch.Tensor
+    logits: torch.Tensor
+
+
 class NanoNetTrainer:
-    """Builds the teacher and students for a Task and runs the NanoNet loop."""
+    """Builds the teacher and students for a Task and runs the NanoNet stages."""
 
     def __init__(
         self,
         task: Task,
         config: RunConfig,
-        on_step: Callable[[dict[str, float]], None] | None = None,
+        on_step: Callable[[dict[str, Any]], None] | None = None,
         progress: bool = True,
     ) -> None:
+        config.validate()
+        if len(task.label_names) < 2:
+            raise NanoNetError("Training needs at least two classes in the labelled data.")
         self.task = task
         self.cfg = config
         self.on_step = on_step
         self.progress = progress
         self.num_labels = len(task.label_names)
         self.max_length = task.max_length  # what the teacher reads
-        self._validate()
         cap = config.train.max_train_length
         self.train_length = min(task.max_length, cap) if cap else task.max_length
         # what the saved (kept) student reads at prediction time
         self.student_length = config.train.student_max_length or self.train_length
         self._check_lengths()
+        self.targets: TeacherTargets | None = None
 
     def read_length(self, member: Member) -> int:
         """Tokens `member` reads at prediction: the teacher the dataset's length, a student
@@ -113,19 +108,6 @@ class NanoNetTrainer:
         return self.max_length if member is self.teacher else self.student_length
 
     # ------------------------------------------------------------------ set-up ----------
-    def _validate(self) -> None:
-        self.cfg.validate()
-        tc = self.cfg.train
-        if self.num_labels < 2:
-            raise NanoNetError("Training needs at least two classes in the labelled data.")
-        if tc.kd_loss not in ("kl", "mse"):
-            raise NanoNetError(f"train.kd_loss must be 'kl' or 'mse', not '{tc.kd_loss}'.")
-        for view in tc.views:
-            if view not in VIEWS:
-                raise NanoNetError(f"Unknown view '{view}'; choose from {', '.join(VIEWS)}.")
-        if not self.cfg.model.students:
-            raise NanoNetError("model.students is empty; give at least one student spec.")
-
     def _check_lengths(self) -> None:
         """Refuse a length beyond an encoder's position table here, not as an index error later."""
         mc = self.cfg.model
@@ -155,166 +137,44 @@ class NanoNetTrainer:
         pool = list(self.task.unlabelled_texts)
         n_hold = min(self.cfg.train.selection_holdout, len(pool) // 5)
         order = rng.permutation(len(pool))
-        hold = [pool[i] for i in order[:n_hold]]
-        train = [pool[i] for i in order[n_hold:]]
-        return train, hold
+        return [pool[i] for i in order[n_hold:]], [pool[i] for i in order[:n_hold]]
 
-    def _tokenize(self, tokenizer: Any, texts: list[str]) -> Ids:
-        if not texts:
-            return []
-        return tokenizer(texts, truncation=True, max_length=self.train_length)["input_ids"]
-
-    def _member(self, name: str, model: EncoderClassifier, tokenizer: Any, view: str) -> Member:
-        texts = {
+    def _texts(self) -> dict[str, list[str]]:
+        return {
             "labelled": self.task.labelled_texts,
             "unlabelled": self.unlabelled,
             "holdout": self.holdout,
         }
-        ids = {k: self._tokenize(tokenizer, v) for k, v in texts.items()}
-        return Member(name, model, tokenizer, ids, view)
 
-    def _build_teacher(self) -> Member:
-        mc = self.cfg.model
-        hf, tok = load_hf_encoder(encoder_dir(mc.teacher))
-        inject_missing_biases(hf)
-        # No dropout in the teacher: its predictions on unlabelled text are the students' targets.
-        model = EncoderClassifier(Backbone(hf), self.num_labels, dropout=0.0)
-        n = model.backbone.num_layers
-        self.teacher_cut = max(0, n - mc.teacher_trainable_layers)
-        if mc.teacher_peft == "lora":
-            apply_lora(model.backbone, mc.lora_rank)
-        set_trainable(model, mc.teacher_peft, self.teacher_cut)
-        self._teacher_hf, self._teacher_tok = hf, tok
-        return self._member(f"teacher ({mc.teacher})", model, tok, "none")
-
-    def _student_encoder(self, spec: StudentSpec) -> tuple[Any, Any]:
-        """The student's encoder (its chosen layers, weights copied) and tokenizer."""
-        if spec.source == "teacher":
-            base, tok = self._teacher_hf, self._teacher_tok
-        else:
-            base, tok = load_hf_encoder(encoder_dir(spec.source))
-        return subset_layers(base, select_layers(spec.layers, base.config.num_hidden_layers)), tok
-
-    def _build_student(self, spec_text: str, view: str) -> Member:
-        mc = self.cfg.model
-        spec = parse_student_spec(spec_text)
-        hf, tok = self._student_encoder(spec)
-        inject_missing_biases(hf)
-        model = EncoderClassifier(Backbone(hf), self.num_labels, dropout=mc.dropout)
-        if mc.peft == "lora":
-            apply_lora(model.backbone, mc.lora_rank)
-        set_trainable(model, mc.peft, 0)
-        return self._member(str(spec), model, tok, view)
-
-    def _fast_enough_students(self) -> list[str]:
-        """The student specs worth training: those that read this data at least
-        model.min_speedup times as fast as the teacher.
-
-        A student exists to replace the teacher at inference, and the speed of a width-384
-        encoder against MPNet depends on text length (MiniLM-L6: 7.5x on short reviews, 14.6x
-        on long posts), so it is measured on this run's texts rather than assumed. Timed like
-        the benchmark's docs/s (tokenization included, batch 64; the fastest of three passes)
-        on up to 64 held-out texts, before the student costs any training time. If none is
-        fast enough, the fastest is trained. The RNG state is restored afterwards: a run whose
-        cohort is not cut trains exactly as it would without the screen.
-        """
-        specs = list(self.cfg.model.students)
-        floor = self.cfg.model.min_speedup
-        self.speed_screen: list[dict[str, Any]] = []
-        if floor is None or len(specs) < 2:
-            return specs
+    def _build_cohort(self) -> None:
+        mc, tc = self.cfg.model, self.cfg.train
+        model, hf, tok, self.teacher_cut = cohort.build_teacher(mc, self.num_labels)
+        texts = self._texts()
+        name = f"teacher ({mc.teacher})"
+        self.teacher = cohort.member(name, model, tok, texts, self.train_length)
         sample = (self.holdout or self.unlabelled or self.task.labelled_texts)[:64]
-        batch = self.cfg.train.eval_batch_size
-        t = self.teacher
-        with torch.random.fork_rng(), torch.no_grad():
-            teacher_clf = NanoNetClassifier(
-                t.model, t.tokenizer, self.task.label_names, self.max_length
-            )
-            teacher_speed = _docs_per_second(teacher_clf, sample, batch)
-            speedups = []
-            for spec_text in specs:
-                hf, tok = self._student_encoder(parse_student_spec(spec_text))
-                clf = untrained_classifier(hf, tok, self.num_labels, self.student_length)
-                speedups.append(_docs_per_second(clf, sample, batch) / teacher_speed)
-        kept = [s for s, x in zip(specs, speedups, strict=True) if x >= floor]
-        if not kept:
-            kept = [specs[int(np.argmax(speedups))]]
-            log.warning(
-                "no student reads this data %.0fx faster than the teacher "
-                "(model.min_speedup); training the fastest, %s (%.1fx)",
-                floor,
-                kept[0],
-                max(speedups),
-            )
-        for spec_text, x in zip(specs, speedups, strict=True):
-            self.speed_screen.append(
-                {"student": spec_text, "speedup": round(x, 2), "trained": spec_text in kept}
-            )
-            if spec_text not in kept:
-                log.info(
-                    "%s left out of the cohort: %.1fx the teacher's speed on these texts, "
-                    "under model.min_speedup=%g",
-                    spec_text,
-                    x,
-                    floor,
-                )
-        return kept
-
-    def _optimizer(
-        self, member: Member, total_steps: int, lr_bias: float, lr_head: float, peft: str
-    ) -> None:
-        tc = self.cfg.train
-        groups: dict[str, list[torch.nn.Parameter]] = {"head": [], "bias": [], "other": []}
-        for name, p in member.model.named_parameters():
-            if not p.requires_grad:
-                continue
-            key = (
-                "head" if name.startswith("head.") else "bias" if name.endswith("bias") else "other"
-            )
-            groups[key].append(p)
-        lrs = {
-            "head": lr_head,
-            "bias": lr_bias,
-            "other": tc.lr_lora if peft == "lora" else tc.lr_full,
-        }
-        if peft == "full":
-            # Full fine-tuning moves every weight: biases then take the small full-FT rate too.
-            lrs["bias"] = min(lr_bias, tc.lr_full * 10)
-        param_groups = [
-            {"params": ps, "lr": lrs[k], "weight_decay": 0.0 if k == "bias" else tc.weight_decay}
-            for k, ps in groups.items()
-            if ps
-        ]
-        member.optimizer = torch.optim.AdamW(param_groups)
-        # Linear decay to 10%: a gentle finish without a tuned schedule.
-        member.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            member.optimizer, lambda s: max(0.1, 1.0 - 0.9 * s / max(1, total_steps))
+        specs, self.speed_screen = cohort.fast_enough_students(
+            list(mc.students),
+            mc.min_speedup,
+            self.teacher,
+            self.max_length,
+            self.student_length,
+            self.task.label_names,
+            sample,
+            tc.eval_batch_size,
+            hf,
+            tok,
         )
-
-    def _start_teacher_cache(self) -> None:
-        """Keep the frozen bottom of the teacher's output per text, filled on first use.
-
-        Valid because nothing below `teacher_cut` trains and the teacher sees no views.
-        Filled lazily, so a run that draws 2,000 of 5,000 unlabelled texts pays for 2,000.
-        Stored in fp16 (half the memory); converted back to fp32 per batch.
-        """
-        self.cache: dict[str, list[torch.Tensor | None]] | None = None
-        if self.teacher_cut > 0:
-            self.cache = {split: [None] * len(ids) for split, ids in self.teacher.ids.items()}
-
-    @torch.no_grad()
-    def _fill_cache(self, split: str, idx: list[int]) -> None:
-        assert self.cache is not None
-        t, store = self.teacher, self.cache[split]
-        missing = [i for i in idx if store[i] is None]
-        if not missing:
-            return
-        input_ids, mask = pad_batch([t.ids[split][i] for i in missing], t.pad_id)
-        h = t.model.backbone.run_layers(
-            t.model.backbone.embed(input_ids), mask, 0, self.teacher_cut
-        )
-        for row, i in enumerate(missing):
-            store[i] = h[row, : len(t.ids[split][i])].to(torch.float16).clone()
+        views = tc.views or ["none"]
+        width = self.teacher.model.backbone.hidden_size
+        init = torch.Generator().manual_seed(tc.seed)
+        self.students = []
+        for k, spec_text in enumerate(specs):
+            model, tok, name = cohort.build_student(spec_text, mc, self.num_labels, hf, tok)
+            s = cohort.member(name, model, tok, texts, self.train_length, views[k % len(views)])
+            if tc.use_teacher and tc.embed_kd_weight > 0 and tc.embed_kd_loss != "similarity":
+                s.projection = cohort.projection(model.backbone.hidden_size, width, init)
+            self.students.append(s)
 
     # ------------------------------------------------------------------ forward helpers --
     def teacher_pooled(self, split: str, idx: list[int], checkpoint: bool = False) -> torch.Tensor:
@@ -323,18 +183,19 @@ class NanoNetTrainer:
         if self.cache is None:
             input_ids, mask = pad_batch([t.ids[split][i] for i in idx], t.pad_id)
             return t.model.pooled_from(t.model.backbone.embed(input_ids), mask, 0, checkpoint)
-        self._fill_cache(split, idx)
-        hidden, mask = _pad_states([self.cache[split][i] for i in idx])  # type: ignore[misc]
+        hidden, mask = self.cache.states(split, idx)
         return t.model.pooled_from(hidden, mask, self.teacher_cut, checkpoint)
 
     def teacher_logits(self, split: str, idx: list[int]) -> torch.Tensor:
         return self.teacher.model.classify(self.teacher_pooled(split, idx))
 
-    def student_logits(self, member: Member, split: str, idx: list[int]) -> torch.Tensor:
+    def student_forward(self, member: Member, split: str, idx: list[int]) -> StudentOut:
+        """The student on its own view of the texts `idx`."""
         ids = [member.ids[split][i] for i in idx]
         mask_id = getattr(member.tokenizer, "mask_token_id", None)
-        ids = apply_views(ids, member.view, self.cfg.train.view_rate, self.rng, mask_id)
-        return member.model(*pad_batch(ids, member.pad_id))
+        ids = apply_views(ids, member.view, self.cfg.train.view_rate, self.rng_views, mask_id)
+        pooled = member.model.embed_pooled(*pad_batch(ids, member.pad_id))
+        return StudentOut(pooled, member.model.classify(pooled))
 
     # ------------------------------------------------------------------ the method -------
     def teacher_contrastive_stage(self) -> None:
@@ -362,7 +223,7 @@ class NanoNetTrainer:
             disable=not self.progress,
         )
         for step in bar:
-            batch = pair_batch(labels, tc.contrastive_batch_size, self.rng)
+            batch = pair_batch(labels, tc.contrastive_batch_size, self.rng_pairs)
             # The pair loss needs every text of the batch at once, and unlike the training
             # batches this one does not shrink for long texts: on 20newsgroups read at 256
             # tokens the saved activations took 3.5 GB. Checkpointed layers keep their input
@@ -377,14 +238,13 @@ class NanoNetTrainer:
             self._emit({"phase": "contrastive", "step": step, "teacher_pair": loss.item()}, bar)
 
     def teacher_warmup_step(self, lab: list[int]) -> dict[str, float]:
-        """Teacher-only step on the labels, so that early distillation targets are not noise."""
-        y = self.y[lab]
-        loss = supervised_loss(self.teacher_logits("labelled", lab), y)
+        """Stage 2: teacher-only step on the labels, so that early targets are not noise."""
+        loss = supervised_loss(self.teacher_logits("labelled", lab), self.y[lab])
         self._update([self.teacher], loss)
         return {"teacher_sup": loss.item()}
 
     def nanonet_step(self, step: int, lab: list[int], unl: list[int]) -> dict[str, float]:
-        """One NanoNet step (method.md, "Losses for student k")."""
+        """Stage 3: one NanoNet step (method.md, "Losses for student k")."""
         tc = self.cfg.train
         y = self.y[lab]
         r = rampup(step, tc.steps, tc.rampup_fraction)
@@ -393,38 +253,24 @@ class NanoNetTrainer:
         # Teacher: adapted online from the labels (bias terms + head).
         teacher_loss = supervised_loss(self.teacher_logits("labelled", lab), y)
         logs["teacher_sup"] = teacher_loss.item()
-        t_unl = None
+        t_vec = t_unl = None
         if tc.use_teacher:
             # Targets need no gradient unless the teacher learns from its own pseudo-labels.
             with torch.set_grad_enabled(tc.teacher_pseudo_label_threshold is not None):
-                t_unl = self.teacher_logits("unlabelled", unl)
+                t_vec = self.teacher_pooled("unlabelled", unl)
+                t_unl = self.teacher.model.classify(t_vec)
 
         # Students, each on its own view of the labelled and the unlabelled batch.
-        s_lab = [self.student_logits(s, "labelled", lab) for s in self.students]
-        s_unl = [self.student_logits(s, "unlabelled", unl) for s in self.students]
-        student_loss = torch.zeros(())
-        for k in range(len(self.students)):
-            sup = supervised_loss(s_lab[k], y)
-            kd = (
-                distillation_loss(s_unl[k], t_unl, tc.temperature, tc.kd_loss)
-                if t_unl is not None
-                else torch.zeros(())
-            )
-            peers = [s_unl[j].detach() for j in range(len(self.students)) if j != k]
-            mutual = mutual_loss(s_unl[k], peers, tc.temperature, tc.kd_loss)
-            student_loss = student_loss + sup + tc.kd_weight * kd + tc.mutual_weight * r * mutual
-            logs[f"s{k}_sup"], logs[f"s{k}_kd"], logs[f"s{k}_mutual"] = (
-                sup.item(),
-                kd.item(),
-                mutual.item(),
-            )
+        s_lab = [self.student_forward(s, "labelled", lab).logits for s in self.students]
+        s_unl = [self.student_forward(s, "unlabelled", unl) for s in self.students]
+        student_loss = self.student_losses(y, s_lab, s_unl, t_vec, t_unl, r, logs)
 
         # Teacher also learns from unlabelled text where it is confident and the cohort agrees.
         if t_unl is not None and tc.teacher_pseudo_label_threshold is not None:
             conf, pseudo = torch.softmax(t_unl.detach(), -1).max(-1)
             agree = conf >= tc.teacher_pseudo_label_threshold
             for s in s_unl:
-                agree &= s.detach().argmax(-1) == pseudo
+                agree &= s.logits.detach().argmax(-1) == pseudo
             logs["teacher_pseudo_frac"] = agree.float().mean().item()
             if agree.any():
                 teacher_loss = teacher_loss + r * supervised_loss(t_unl[agree], pseudo[agree])
@@ -432,6 +278,58 @@ class NanoNetTrainer:
         self._update([self.teacher, *self.students], teacher_loss + student_loss)
         logs["loss"] = teacher_loss.item() + student_loss.item()
         return logs
+
+    def distill_step(self, lab: list[int], unl: list[int]) -> dict[str, float]:
+        """Stage 4: the students alone, against the adapted teacher's cached outputs."""
+        assert self.targets is not None
+        t_vec, t_unl = self.targets.get("unlabelled", unl)
+        s_lab = [self.student_forward(s, "labelled", lab).logits for s in self.students]
+        s_unl = [self.student_forward(s, "unlabelled", unl) for s in self.students]
+        logs: dict[str, float] = {}
+        loss = self.student_losses(self.y[lab], s_lab, s_unl, t_vec, t_unl, 1.0, logs)
+        self._update(self.students, loss)
+        logs["loss"] = loss.item()
+        return logs
+
+    def student_losses(
+        self,
+        y: torch.Tensor,
+        s_lab: list[torch.Tensor],
+        s_unl: list[StudentOut],
+        t_vec: torch.Tensor | None,
+        t_unl: torch.Tensor | None,
+        r: float,
+        logs: dict[str, float],
+    ) -> torch.Tensor:
+        """Sum over students of supervised + distillation (logits and sentence vectors) +
+        ramped mutual learning; each term's value goes into `logs`."""
+        tc = self.cfg.train
+        total = torch.zeros(())
+        zero = torch.zeros(())
+        for k, s in enumerate(self.students):
+            sup = supervised_loss(s_lab[k], y)
+            out = s_unl[k]
+            kd = (
+                distillation_loss(out.logits, t_unl, tc.temperature, tc.kd_loss)
+                if (t_unl is not None)
+                else zero
+            )
+            emb = zero
+            if t_vec is not None and tc.embed_kd_weight > 0:
+                mine = s.projection(out.pooled) if s.projection is not None else out.pooled
+                emb = embedding_loss(mine, t_vec, tc.embed_kd_loss)
+            peers = [s_unl[j].logits.detach() for j in range(len(s_unl)) if j != k]
+            mutual = mutual_loss(out.logits, peers, tc.temperature, tc.kd_loss)
+            total = (
+                total
+                + sup
+                + tc.kd_weight * kd
+                + tc.embed_kd_weight * emb
+                + tc.mutual_weight * r * mutual
+            )
+            for name, value in (("sup", sup), ("kd", kd), ("emb", emb), ("mutual", mutual)):
+                logs[f"s{k}_{name}"] = value.item()
+        return total
 
     def _update(self, members: list[Member], loss: torch.Tensor) -> None:
         for m in members:
@@ -443,73 +341,110 @@ class NanoNetTrainer:
 
     # ------------------------------------------------------------------ run --------------
     def train(self) -> TrainResult:
-        tc = self.cfg.train
+        tc, mc = self.cfg.train, self.cfg.model
         if tc.threads:
             torch.set_num_threads(tc.threads)
         torch.manual_seed(tc.seed)
-        self.rng = np.random.default_rng(tc.seed)
+        # One generator per random stream, so switching one part off leaves the others' draws
+        # unchanged and ablations stay paired.
+        pool_seed, batch_seed, view_seed, pair_seed = np.random.SeedSequence(tc.seed).spawn(4)
+        self.rng_batches = np.random.default_rng(batch_seed)
+        self.rng_views = np.random.default_rng(view_seed)
+        self.rng_pairs = np.random.default_rng(pair_seed)
         started = time.perf_counter()
 
-        self.unlabelled, self.holdout = self._split_pool(np.random.default_rng(tc.seed + 1))
+        self.unlabelled, self.holdout = self._split_pool(np.random.default_rng(pool_seed))
         if not self.unlabelled:
             log.warning("no unlabelled text: students learn from the labels only")
         self.y = torch.tensor(self.task.labelled_labels, dtype=torch.long)
-
-        self.teacher = self._build_teacher()
-        views = tc.views or ["none"]
-        self.students = [
-            self._build_student(spec, views[k % len(views)])
-            for k, spec in enumerate(self._fast_enough_students())
-        ]
-        mc = self.cfg.model
-        self._optimizer(
+        self._build_cohort()
+        lab_bs, unl_bs = self._batch_sizes()
+        distill_steps = 0
+        if self.unlabelled and tc.use_teacher:
+            distill_steps = math.ceil(tc.distill_epochs * len(self.unlabelled) / unl_bs)
+        cohort.make_optimizer(
             self.teacher,
             tc.teacher_warmup_steps + tc.steps,
             tc.teacher_lr_bias,
             tc.teacher_lr_head,
             mc.teacher_peft,
+            tc,
         )
         for s in self.students:
-            self._optimizer(s, tc.steps, tc.lr_bias, tc.lr_head, mc.peft)
-        self._log_parameters()
-        self.teacher.model.eval()
-        self._start_teacher_cache()
-        lab_bs, unl_bs = self._batch_sizes()
+            cohort.make_optimizer(s, tc.steps + distill_steps, tc.lr_bias, tc.lr_head, mc.peft, tc)
+        log_parameters([self.teacher, *self.students])
+        self.teacher.model.eval()  # no dropout: see cohort.build_teacher
+        self.cache = None
+        if self.teacher_cut > 0:
+            t = self.teacher
+            self.cache = FrozenBottomCache(t.model, t.ids, t.pad_id, self.teacher_cut)
+
         # Phase marks in the log: a run stopped by a time limit still shows where time went.
         self._phase("teacher contrastive stage", started)
         self.teacher_contrastive_stage()
         self._init_heads()
         self._phase("teacher warm-up", started)
-
-        lab_iter = bucketed_epochs([len(x) for x in self.teacher.ids["labelled"]], lab_bs, self.rng)
+        lab_iter = bucketed_epochs(
+            [len(x) for x in self.teacher.ids["labelled"]], lab_bs, self.rng_batches
+        )
         unl_iter: Iterator[list[int]] | None = None
         if self.unlabelled:
             unl_iter = bucketed_epochs(
-                [len(x) for x in self.teacher.ids["unlabelled"]], unl_bs, self.rng
+                [len(x) for x in self.teacher.ids["unlabelled"]], unl_bs, self.rng_batches
             )
-        self._set_train_mode()
-        bar = tqdm(
-            range(tc.teacher_warmup_steps), desc="teacher warm-up", disable=not self.progress
+        for s in self.students:
+            s.model.train()
+        self._loop(
+            "warmup",
+            tc.teacher_warmup_steps,
+            lambda _: self.teacher_warmup_step(next(lab_iter)),
+            started,
         )
-        for step in bar:
-            logs = self.teacher_warmup_step(next(lab_iter))
-            self._emit({"phase": "warmup", "step": step, **logs}, bar)
-        self._phase(f"nanonet steps ({tc.steps})", started)
-        bar = tqdm(range(tc.steps), desc="nanonet", disable=not self.progress)
-        for step in bar:
-            lab = next(lab_iter)
-            if unl_iter is None:
-                logs = self._supervised_only_step(lab)
-            else:
-                logs = self.nanonet_step(step, lab, next(unl_iter))
-            self._emit({"phase": "train", "step": step, **logs}, bar)
+        if unl_iter is None:
+            self._loop(
+                "train", tc.steps, lambda _: self._supervised_only_step(next(lab_iter)), started
+            )
+        else:
+            self._loop(
+                "train",
+                tc.steps,
+                lambda step: self.nanonet_step(step, next(lab_iter), next(unl_iter)),
+                started,
+            )
+        if distill_steps:
+            self._phase("caching the adapted teacher's outputs", started)
+            self._cache_targets()
+            self._loop(
+                "distill",
+                distill_steps,
+                lambda _: self.distill_step(next(lab_iter), next(unl_iter)),
+                started,
+            )
         train_seconds = time.perf_counter() - started
         self._phase("choosing the kept student", started)
 
         for m in [self.teacher, *self.students]:
             m.model.eval()
         kept_index, selection = self._choose_student()
-        report = self._report(train_seconds, kept_index, selection)
+        report = build_report(
+            self.task,
+            self.cfg,
+            self.teacher,
+            self.students,
+            [self.read_length(m) for m in [self.teacher, *self.students]],
+            kept_index,
+            selection,
+            {
+                "labelled": len(self.task.labelled_texts),
+                "unlabelled": len(self.unlabelled),
+                "holdout": len(self.holdout),
+            },
+            {
+                "speed_screen": self.speed_screen,
+                "train_seconds": train_seconds,
+                "distill_steps": distill_steps,
+            },
+        )
         kept = self.students[kept_index]
         clf = NanoNetClassifier(
             kept.model,
@@ -519,6 +454,27 @@ class NanoNetTrainer:
             report["summary"],
         )
         return TrainResult(classifier=clf, kept=kept.name, report=report)
+
+    def _loop(
+        self, phase: str, steps: int, step_fn: Callable[[int], dict[str, float]], started: float
+    ) -> None:
+        if steps == 0:
+            return
+        self._phase(f"{phase} ({steps} steps)", started)
+        bar = tqdm(range(steps), desc=phase, disable=not self.progress)
+        for step in bar:
+            self._emit({"phase": phase, "step": step, **step_fn(step)}, bar)
+
+    def _cache_targets(self) -> None:
+        """The adapted teacher's outputs for the pool, once; its frozen-bottom cache is then
+        no longer needed and its memory goes back."""
+        t = self.teacher
+        splits = {k: [len(x) for x in t.ids[k]] for k in ("unlabelled", "holdout") if t.ids[k]}
+        self.targets = TeacherTargets(
+            self.teacher_pooled, t.model.classify, splits, self.cfg.train.eval_batch_size
+        )
+        if self.cache is not None:
+            self.cache.clear()
 
     def _batch_sizes(self) -> tuple[int, int]:
         tc = self.cfg.train
@@ -544,14 +500,9 @@ class NanoNetTrainer:
         y = self.y[lab]
         loss = supervised_loss(self.teacher_logits("labelled", lab), y)
         for s in self.students:
-            loss = loss + supervised_loss(self.student_logits(s, "labelled", lab), y)
+            loss = loss + supervised_loss(self.student_forward(s, "labelled", lab).logits, y)
         self._update([self.teacher, *self.students], loss)
         return {"loss": loss.item()}
-
-    def _set_train_mode(self) -> None:
-        self.teacher.model.eval()  # no dropout: see _build_teacher
-        for s in self.students:
-            s.model.train()
 
     def _emit(self, logs: dict[str, Any], bar: Any) -> None:
         if self.on_step is not None:
@@ -586,6 +537,8 @@ class NanoNetTrainer:
 
     @torch.no_grad()
     def _predict_split(self, member: Member, split: str) -> np.ndarray:
+        if member is self.teacher and self.targets is not None and split in self.targets.logits:
+            return self.targets.logits[split].numpy()
         ids = member.ids[split]
         out = np.zeros((len(ids), self.num_labels), dtype=np.float32)
         for batch in length_sorted_batches([len(x) for x in ids], 64):
@@ -598,117 +551,8 @@ class NanoNetTrainer:
         return out
 
     def _choose_student(self) -> tuple[int, dict[str, Any]]:
-        """Keep the student that agrees most with the reference on held-out unlabelled text.
-
-        The reference is the adapted teacher (or, without a teacher, the cohort's mean
-        prediction). Among students within `selection_tolerance` of the best agreement, the
-        cheapest at inference (fewest FLOPs per token) is kept: the point of the cohort is a
-        small, fast model. No test text is involved.
-        """
         split = "holdout" if self.holdout else "unlabelled" if self.unlabelled else "labelled"
         preds = [self._predict_split(s, split) for s in self.students]
-        if self.cfg.train.use_teacher:
-            ref = self._predict_split(self.teacher, split)
-            criterion = f"agreement with the teacher on {split} texts"
-        else:
-            ref = np.mean([_softmax(p) for p in preds], axis=0)
-            criterion = f"agreement with the cohort's mean prediction on {split} texts"
-        scores = [agreement(p, ref) for p in preds]
-        cost = [flops_per_token(s.model.backbone.hf.config) for s in self.students]
-        best = max(scores)
-        tol = self.cfg.train.selection_tolerance
-        near = [k for k in range(len(scores)) if scores[k] >= best - tol]
-        kept = min(near, key=lambda k: (cost[k], -scores[k]))
-        criterion += f" (the cheapest within {tol:.3f} of the best)" if tol > 0 else ""
-        return kept, {"criterion": criterion, "n": len(ref), "scores": scores}
-
-    def _log_parameters(self) -> None:
-        for m in [self.teacher, *self.students]:
-            trainable, total = m.params()
-            log.info(
-                "%-34s trainable %10s / %12s parameters (%.3f%%)",
-                m.name,
-                f"{trainable:,}",
-                f"{total:,}",
-                100 * trainable / total,
-            )
-
-    def _report(self, train_seconds: float, kept: int, selection: dict[str, Any]) -> dict[str, Any]:
-        members = []
-        for k, m in enumerate([self.teacher, *self.students]):
-            trainable, total = m.params()
-            entry: dict[str, Any] = {
-                "name": m.name,
-                "role": "teacher" if k == 0 else "student",
-                "trainable_params": trainable,
-                "total_params": total,
-            }
-            if k > 0:
-                entry["selection_score"] = selection["scores"][k - 1]
-                entry["kept"] = k - 1 == kept
-            members.append(entry)
-        if self.task.test_texts:
-            self._evaluate_members(members)
-        kept_entry = members[kept + 1]
-        summary = {
-            "dataset": self.task.name,
-            "seed": self.cfg.train.seed,
-            "labels_per_class": self.cfg.data.labels_per_class,
-            "labelled_examples": len(self.task.labelled_texts),
-            "unlabelled_examples": len(self.unlabelled),
-            "selection_holdout": len(self.holdout),
-            "student": kept_entry["name"],
-            "teacher": self.cfg.model.teacher,
-            "peft": self.cfg.model.peft,
-            "trainable_params": kept_entry["trainable_params"],
-            "total_params": kept_entry["total_params"],
-            "teacher_trainable_params": members[0]["trainable_params"],
-            "teacher_total_params": members[0]["total_params"],
-            "train_seconds": round(train_seconds, 1),
-            "selection": selection["criterion"],
-        }
-        if "test" in kept_entry:
-            summary["test_accuracy"] = kept_entry["test"]["accuracy"]
-            summary["test_macro_f1"] = kept_entry["test"]["macro_f1"]
-            summary["test_size"] = kept_entry["test"]["n"]
-        return {
-            "summary": summary,
-            "members": members,
-            "speed_screen": self.speed_screen,
-            "train_seconds": train_seconds,
-        }
-
-    def _evaluate_members(self, members: list[dict[str, Any]]) -> None:
-        for entry, m in zip(members, [self.teacher, *self.students], strict=True):
-            clf = NanoNetClassifier(
-                m.model, m.tokenizer, self.task.label_names, self.read_length(m)
-            )
-            log.info("evaluating %s on %d test texts", m.name, len(self.task.test_texts))
-            entry["test"] = evaluate(
-                clf, self.task.test_texts, self.task.test_labels, self.cfg.train.eval_batch_size
-            )
-
-
-def flops_per_token(config: Any) -> int:
-    """Multiply-adds per token in the encoder's linear layers: a proxy for inference cost."""
-    h, i = config.hidden_size, config.intermediate_size
-    return config.num_hidden_layers * (4 * h * h + 2 * h * i)
-
-
-def _pad_states(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(s.shape[0] for s in states)
-    hidden = torch.zeros(len(states), width, states[0].shape[1])
-    mask = torch.zeros(len(states), width, dtype=torch.long)
-    for row, s in enumerate(states):
-        hidden[row, : s.shape[0]] = s.float()
-        mask[row, : s.shape[0]] = 1
-    return hidden, mask
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
-def _docs_per_second(clf: NanoNetClassifier, texts: list[str], batch_size: int) -> float:
-    return best_docs_per_second(class_ids(clf, batch_size), texts)
+        ref = self._predict_split(self.teacher, split) if self.cfg.train.use_teacher else None
+        costs = [cohort.flops_per_token(s.model.backbone.hf.config) for s in self.students]
+        return choose_student(preds, ref, costs, self.cfg.train.selection_tolerance, split)

@@ -1,0 +1,223 @@
+"""Building the run's models: the teacher, the students made from it, and their optimisers.
+
+The trainer (`trainer.py`) only drives them; what a member is made of lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nanonet.models.assets import encoder_dir
+from nanonet.models.classifier import NanoNetClassifier
+from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
+from nanonet.models.peft import apply_lora, count_parameters, inject_missing_biases, set_trainable
+from nanonet.models.speed import best_docs_per_second, class_ids, untrained_classifier
+from nanonet.models.students import StudentSpec, parse_student_spec, select_layers, subset_layers
+from nanonet.train.config import ModelConfig, TrainConfig
+
+log = logging.getLogger("nanonet")
+
+Ids = list[list[int]]
+
+
+@dataclass
+class Member:
+    """One model of the run (teacher or student) with its own tokenization of the data."""
+
+    name: str
+    model: EncoderClassifier
+    tokenizer: Any
+    ids: dict[str, Ids]  # "labelled" / "unlabelled" / "holdout" -> token ids per text
+    view: str = "none"
+    # Training-only map from the student's sentence vector to the teacher's (embedding
+    # distillation); dropped at the end, never part of the saved model.
+    projection: nn.Linear | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    def params(self) -> tuple[int, int]:
+        return count_parameters(self.model)
+
+    def projection_params(self) -> int:
+        return sum(p.numel() for p in self.projection.parameters()) if self.projection else 0
+
+
+def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> Ids:
+    if not texts:
+        return []
+    return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+
+
+def member(
+    name: str,
+    model: EncoderClassifier,
+    tokenizer: Any,
+    texts: dict[str, list[str]],
+    max_length: int,
+    view: str = "none",
+) -> Member:
+    ids = {split: tokenize(tokenizer, t, max_length) for split, t in texts.items()}
+    return Member(name, model, tokenizer, ids, view)
+
+
+def build_teacher(mc: ModelConfig, num_labels: int) -> tuple[EncoderClassifier, Any, Any, int]:
+    """The teacher classifier, its HF encoder and tokenizer (students copy from them), and the
+    first trainable layer (everything below it is frozen, so its output can be cached)."""
+    hf, tok = load_hf_encoder(encoder_dir(mc.teacher))
+    inject_missing_biases(hf)
+    # No dropout in the teacher: its predictions on unlabelled text are the students' targets.
+    model = EncoderClassifier(Backbone(hf), num_labels, dropout=0.0)
+    cut = max(0, model.backbone.num_layers - mc.teacher_trainable_layers)
+    if mc.teacher_peft == "lora":
+        apply_lora(model.backbone, mc.lora_rank)
+    set_trainable(model, mc.teacher_peft, cut)
+    return model, hf, tok, cut
+
+
+def student_encoder(spec: StudentSpec, teacher_hf: Any, teacher_tok: Any) -> tuple[Any, Any]:
+    """The student's encoder (its chosen layers, weights copied) and tokenizer."""
+    if spec.source == "teacher":
+        base, tok = teacher_hf, teacher_tok
+    else:
+        base, tok = load_hf_encoder(encoder_dir(spec.source))
+    return subset_layers(base, select_layers(spec.layers, base.config.num_hidden_layers)), tok
+
+
+def build_student(
+    spec_text: str, mc: ModelConfig, num_labels: int, teacher_hf: Any, teacher_tok: Any
+) -> tuple[EncoderClassifier, Any, str]:
+    spec = parse_student_spec(spec_text)
+    hf, tok = student_encoder(spec, teacher_hf, teacher_tok)
+    inject_missing_biases(hf)
+    model = EncoderClassifier(Backbone(hf), num_labels, dropout=mc.dropout)
+    if mc.peft == "lora":
+        apply_lora(model.backbone, mc.lora_rank)
+    set_trainable(model, mc.peft, 0)
+    return model, tok, str(spec)
+
+
+def projection(student_width: int, teacher_width: int, generator: torch.Generator) -> nn.Linear:
+    """Student sentence vector -> teacher's. Identity at the start when the widths match
+    (students cut from the teacher share its residual stream), random otherwise, drawn from
+    its own generator so that switching it on leaves dropout's random stream unchanged."""
+    proj = nn.Linear(student_width, teacher_width)
+    with torch.no_grad():
+        if student_width == teacher_width:
+            proj.weight.copy_(torch.eye(teacher_width))
+        else:
+            bound = 1.0 / student_width**0.5
+            proj.weight.uniform_(-bound, bound, generator=generator)
+        proj.bias.zero_()
+    return proj
+
+
+def make_optimizer(
+    m: Member,
+    total_steps: int,
+    lr_bias: float,
+    lr_head: float,
+    peft: str,
+    tc: TrainConfig,
+) -> None:
+    """AdamW with one rate per kind of weight, and a linear decay to 10% over `total_steps`."""
+    groups: dict[str, list[nn.Parameter]] = {"head": [], "bias": [], "other": []}
+    for name, p in m.model.named_parameters():
+        if not p.requires_grad:
+            continue
+        key = "head" if name.startswith("head.") else "bias" if name.endswith("bias") else "other"
+        groups[key].append(p)
+    if m.projection is not None:
+        groups["head"].extend(m.projection.parameters())
+    lrs = {"head": lr_head, "bias": lr_bias, "other": tc.lr_lora if peft == "lora" else tc.lr_full}
+    if peft == "full":
+        # Full fine-tuning moves every weight: biases then take the small full-FT rate too.
+        lrs["bias"] = min(lr_bias, tc.lr_full * 10)
+    param_groups = [
+        {"params": ps, "lr": lrs[k], "weight_decay": 0.0 if k == "bias" else tc.weight_decay}
+        for k, ps in groups.items()
+        if ps
+    ]
+    m.optimizer = torch.optim.AdamW(param_groups)
+    # Linear decay to 10%: a gentle finish without a tuned schedule.
+    m.scheduler = torch.optim.lr_scheduler.LambdaLR(
+        m.optimizer, lambda s: max(0.1, 1.0 - 0.9 * s / max(1, total_steps))
+    )
+
+
+def fast_enough_students(
+    specs: list[str],
+    floor: float | None,
+    teacher: Member,
+    teacher_length: int,
+    student_length: int,
+    label_names: list[str],
+    sample: list[str],
+    batch_size: int,
+    teacher_hf: Any,
+    teacher_tok: Any,
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The student specs worth training: those that read this data at least `floor` times as
+    fast as the teacher, and the screen's measurements.
+
+    A student exists to replace the teacher at inference, and the speed of a width-384
+    encoder against MPNet depends on text length (MiniLM-L6: 7.5x on short reviews, 14.6x
+    on long posts), so it is measured on this run's texts rather than assumed. Timed like
+    the benchmark's docs/s (tokenization included, batch 64; the fastest of three passes)
+    on up to 64 held-out texts, before the student costs any training time. If none is
+    fast enough, the fastest is trained. The RNG state is restored afterwards: a run whose
+    cohort is not cut trains exactly as it would without the screen.
+    """
+    if floor is None or len(specs) < 2:
+        return specs, []
+    with torch.random.fork_rng(), torch.no_grad():
+        teacher_clf = NanoNetClassifier(
+            teacher.model, teacher.tokenizer, label_names, teacher_length
+        )
+        teacher_speed = _docs_per_second(teacher_clf, sample, batch_size)
+        speedups = []
+        for spec_text in specs:
+            hf, tok = student_encoder(parse_student_spec(spec_text), teacher_hf, teacher_tok)
+            clf = untrained_classifier(hf, tok, len(label_names), student_length)
+            speedups.append(_docs_per_second(clf, sample, batch_size) / teacher_speed)
+    kept = [s for s, x in zip(specs, speedups, strict=True) if x >= floor]
+    if not kept:
+        kept = [specs[int(np.argmax(speedups))]]
+        log.warning(
+            "no student reads this data %.0fx faster than the teacher "
+            "(model.min_speedup); training the fastest, %s (%.1fx)",
+            floor,
+            kept[0],
+            max(speedups),
+        )
+    screen = []
+    for spec_text, x in zip(specs, speedups, strict=True):
+        screen.append({"student": spec_text, "speedup": round(x, 2), "trained": spec_text in kept})
+        if spec_text not in kept:
+            log.info(
+                "%s left out of the cohort: %.1fx the teacher's speed on these texts, "
+                "under model.min_speedup=%g",
+                spec_text,
+                x,
+                floor,
+            )
+    return kept, screen
+
+
+def flops_per_token(config: Any) -> int:
+    """Multiply-adds per token in the encoder's linear layers: a proxy for inference cost."""
+    h, i = config.hidden_size, config.intermediate_size
+    return config.num_hidden_layers * (4 * h * h + 2 * h * i)
+
+
+def _docs_per_second(clf: NanoNetClassifier, texts: list[str], batch_size: int) -> float:
+    return best_docs_per_second(class_ids(clf, batch_size), texts)
