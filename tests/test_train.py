@@ -31,6 +31,7 @@ from nanonet.train.losses import (
     rampup,
     supervised_loss,
 )
+from nanonet.train.pseudo_labels import balanced_pseudo_labels
 from nanonet.train.trainer import NanoNetTrainer
 from nanonet.train.views import apply_view
 
@@ -595,3 +596,25 @@ def test_a_student_side_switch_leaves_the_teacher_and_the_batches_unchanged(
     b = teacher_after(views=["cutoff"], embed_kd_weight=1.0)
     for key, value in a.items():
         assert torch.equal(value, b[key]), key
+
+
+def test_pseudo_labels_are_class_balanced_and_most_confident_first() -> None:
+    logits = np.array([[5.0, 0.0], [1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [0.0, 0.5], [4.0, 0.0]])
+    chosen, labels = balanced_pseudo_labels(logits, per_class=2)
+    assert chosen == [0, 5, 3, 4] and labels == [0, 0, 1, 1]
+    # A class with fewer predicted texts than asked gives what it has; none are made up.
+    chosen, labels = balanced_pseudo_labels(logits, per_class=10)
+    assert labels.count(0) == 4 and labels.count(1) == 2
+
+
+def test_teacher_self_training_repeats_stages_1_and_2_on_pseudo_labels(tiny_mpnet: Path) -> None:
+    logs: list[dict] = []
+    cfg = _config(tiny_mpnet, ["teacher:0"], teacher_pseudo_per_class=3)
+    trainer = NanoNetTrainer(_task(), cfg, on_step=logs.append, progress=False)
+    trainer.train()
+    phases = Counter(r["phase"] for r in logs)
+    assert phases["contrastive"] == 6 and phases["self-training"] == 2
+    assert len(trainer.teacher.ids["teacher"]) == 20 + 6
+    # The pseudo-labelled texts come from the pool, never the labelled or held-out texts.
+    pool_ids = trainer.teacher.ids["unlabelled"]
+    assert all(x in pool_ids for x in trainer.teacher.ids["teacher"][20:])

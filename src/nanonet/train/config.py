@@ -111,6 +111,10 @@ class TrainConfig:
     # cohort agrees) made the contrastively adapted teacher drift by 5-8 points on 3 of 4
     # rotten_tomatoes runs (benchmarks/EXPERIMENTS.md), so they are off by default.
     teacher_pseudo_label_threshold: float | None = None
+    # Self-training before the students start: the warmed-up teacher labels the pool, keeps its
+    # most confident texts per class (the same number for every class, not a global threshold,
+    # which let one class take over), and repeats stages 1-2 on the labels plus these. 0: off.
+    teacher_pseudo_per_class: int = 0
     selection_holdout: int = 300  # unlabelled texts held out to choose the kept student
     selection_tolerance: float = 0.01  # prefer a cheaper student within this agreement
     eval_batch_size: int = 64
@@ -168,6 +172,7 @@ class RunConfig:
             ("train.mutual_weight", t.mutual_weight, 0.0),
             ("train.distill_epochs", t.distill_epochs, 0.0),
             ("train.view_rate", t.view_rate, 0.0),
+            ("train.teacher_pseudo_per_class", t.teacher_pseudo_per_class, 0),
             ("train.selection_tolerance", t.selection_tolerance, 0.0),
         ]
         for key, value, low in rules:

@@ -49,6 +49,7 @@ from nanonet.train.losses import (
     rampup,
     supervised_loss,
 )
+from nanonet.train.pseudo_labels import balanced_pseudo_labels
 from nanonet.train.run_report import build_report, log_parameters
 from nanonet.train.selection import choose_student
 from nanonet.train.teacher_cache import FrozenBottomCache, TeacherTargets
@@ -198,7 +199,9 @@ class NanoNetTrainer:
         return StudentOut(pooled, member.model.classify(pooled))
 
     # ------------------------------------------------------------------ the method -------
-    def teacher_contrastive_stage(self) -> None:
+    def teacher_contrastive_stage(
+        self, split: str = "labelled", y: torch.Tensor | None = None
+    ) -> None:
         """Stage 1: the teacher's trainable biases learn to separate the classes (SetFit-style).
 
         With ten examples per class the head alone cannot move a frozen embedding much; pulling
@@ -206,7 +209,8 @@ class NanoNetTrainer:
         frozen-probe level (measured on rotten_tomatoes: +5.5 points over three label draws).
         """
         tc = self.cfg.train
-        if tc.teacher_contrastive_steps == 0 or len(self.task.labelled_texts) < 2:
+        y = self.y if y is None else y
+        if tc.teacher_contrastive_steps == 0 or len(y) < 2:
             return
         params = [
             p
@@ -216,7 +220,7 @@ class NanoNetTrainer:
         if not params:
             return
         opt = torch.optim.AdamW(params, lr=tc.teacher_contrastive_lr, weight_decay=0.0)
-        labels = self.task.labelled_labels
+        labels = y.tolist()
         bar = tqdm(
             range(tc.teacher_contrastive_steps),
             desc="teacher: contrastive stage",
@@ -229,19 +233,51 @@ class NanoNetTrainer:
             # tokens the saved activations took 3.5 GB. Checkpointed layers keep their input
             # only, but the stage takes longer (rotten_tomatoes: 36 -> 58 s), so only long
             # batches pay for it.
-            width = max(len(self.teacher.ids["labelled"][i]) for i in batch)
-            pooled = self.teacher_pooled("labelled", batch, checkpoint=width > CHECKPOINT_ABOVE)
-            loss = pair_similarity_loss(pooled, self.y[batch])
+            width = max(len(self.teacher.ids[split][i]) for i in batch)
+            pooled = self.teacher_pooled(split, batch, checkpoint=width > CHECKPOINT_ABOVE)
+            loss = pair_similarity_loss(pooled, y[batch])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             self._emit({"phase": "contrastive", "step": step, "teacher_pair": loss.item()}, bar)
 
-    def teacher_warmup_step(self, lab: list[int]) -> dict[str, float]:
+    def teacher_warmup_step(
+        self, lab: list[int], split: str = "labelled", y: torch.Tensor | None = None
+    ) -> dict[str, float]:
         """Stage 2: teacher-only step on the labels, so that early targets are not noise."""
-        loss = supervised_loss(self.teacher_logits("labelled", lab), self.y[lab])
+        y = self.y if y is None else y
+        loss = supervised_loss(self.teacher_logits(split, lab), y[lab])
         self._update([self.teacher], loss)
         return {"teacher_sup": loss.item()}
+
+    def teacher_self_training(self, batch_size: int, started: float) -> None:
+        """Stage 2b: stages 1-2 again on the labels plus the warmed-up teacher's most confident
+        pool texts per class (`train.teacher_pseudo_per_class`). The teacher then starts
+        stage 3 having read more of the task than the labelled budget shows."""
+        tc, t = self.cfg.train, self.teacher
+        chosen, labels = balanced_pseudo_labels(
+            self._predict_split(t, "unlabelled"), tc.teacher_pseudo_per_class
+        )
+        log.info(
+            "teacher self-training on %d labelled + %d pseudo-labelled texts (%s per class)",
+            len(self.y),
+            len(chosen),
+            ", ".join(str(labels.count(c)) for c in range(self.num_labels)),
+        )
+        t.ids["teacher"] = t.ids["labelled"] + [t.ids["unlabelled"][i] for i in chosen]
+        if self.cache is not None:
+            store = self.cache.store
+            store["teacher"] = store["labelled"] + [store["unlabelled"][i] for i in chosen]
+        y = torch.cat([self.y, torch.tensor(labels, dtype=torch.long)])
+        self.teacher_contrastive_stage("teacher", y)
+        lengths = [len(x) for x in t.ids["teacher"]]
+        batches = bucketed_epochs(lengths, batch_size, self.rng_self_training)
+        self._loop(
+            "self-training",
+            tc.teacher_warmup_steps,
+            lambda _: self.teacher_warmup_step(next(batches), "teacher", y),
+            started,
+        )
 
     def nanonet_step(self, step: int, lab: list[int], unl: list[int]) -> dict[str, float]:
         """Stage 3: one NanoNet step (method.md, "Losses for student k")."""
@@ -347,8 +383,10 @@ class NanoNetTrainer:
         torch.manual_seed(tc.seed)
         # One generator per random stream, so switching one part off leaves the others' draws
         # unchanged and ablations stay paired.
-        pool_seed, batch_seed, view_seed, pair_seed = np.random.SeedSequence(tc.seed).spawn(4)
+        seeds = np.random.SeedSequence(tc.seed).spawn(5)
+        pool_seed, batch_seed, view_seed, pair_seed, self_seed = seeds
         self.rng_batches = np.random.default_rng(batch_seed)
+        self.rng_self_training = np.random.default_rng(self_seed)
         self.rng_views = np.random.default_rng(view_seed)
         self.rng_pairs = np.random.default_rng(pair_seed)
         started = time.perf_counter()
@@ -362,9 +400,10 @@ class NanoNetTrainer:
         distill_steps = 0
         if self.unlabelled and tc.use_teacher:
             distill_steps = math.ceil(tc.distill_epochs * len(self.unlabelled) / unl_bs)
+        self_training = bool(tc.teacher_pseudo_per_class and self.unlabelled)
         cohort.make_optimizer(
             self.teacher,
-            tc.teacher_warmup_steps + tc.steps,
+            tc.teacher_warmup_steps * (2 if self_training else 1) + tc.steps,
             tc.teacher_lr_bias,
             tc.teacher_lr_head,
             mc.teacher_peft,
@@ -400,6 +439,8 @@ class NanoNetTrainer:
             lambda _: self.teacher_warmup_step(next(lab_iter)),
             started,
         )
+        if self_training:
+            self.teacher_self_training(lab_bs, started)
         if unl_iter is None:
             self._loop(
                 "train", tc.steps, lambda _: self._supervised_only_step(next(lab_iter)), started
