@@ -32,6 +32,7 @@ from nanonet.train.losses import (
     supervised_loss,
 )
 from nanonet.train.pseudo_labels import balanced_pseudo_labels
+from nanonet.train.selection import choose_student
 from nanonet.train.trainer import NanoNetTrainer
 from nanonet.train.views import apply_view
 
@@ -618,3 +619,17 @@ def test_teacher_self_training_repeats_stages_1_and_2_on_pseudo_labels(tiny_mpne
     # The pseudo-labelled texts come from the pool, never the labelled or held-out texts.
     pool_ids = trainer.teacher.ids["unlabelled"]
     assert all(x in pool_ids for x in trainer.teacher.ids["teacher"][20:])
+
+
+def test_selection_scores_expected_accuracy_under_the_teachers_probabilities() -> None:
+    teacher = np.log(np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.5, 0.5]]))
+    a = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])  # agrees everywhere
+    b = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])  # differs where unsure
+    kept, sel = choose_student([a, b], teacher, costs=[2, 1], tolerance=0.0, split="holdout")
+    assert sel["scores"] == pytest.approx(
+        [(0.9 + 0.6 + 0.8 + 0.5) / 4, (0.9 + 0.4 + 0.8 + 0.5) / 4]
+    )
+    assert kept == 0 and sel["agreement"] == [1.0, 0.75]
+    assert sel["stderr_vs_best"][0] == 0.0 and sel["stderr_vs_best"][1] > 0.0
+    kept, _ = choose_student([a, b], teacher, costs=[2, 1], tolerance=0.1, split="holdout")
+    assert kept == 1  # within the tolerance, the cheaper one

@@ -52,6 +52,9 @@ def build_report(
         }
         if k > 0:
             entry["selection_score"] = selection["scores"][k - 1]
+            entry["selection_stderr"] = selection["stderr"][k - 1]
+            entry["selection_stderr_vs_best"] = selection["stderr_vs_best"][k - 1]
+            entry["teacher_agreement"] = selection["agreement"][k - 1]
             entry["kept"] = k - 1 == kept
             entry["training_only_params"] = m.projection_params()
         members.append(entry)
