@@ -281,7 +281,8 @@ def format_report(report: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------- predict --------
 def cmd_predict(args: argparse.Namespace) -> int:
-    from nanonet.infer.stream import StreamInterrupted, iter_texts, predict_stream
+    from nanonet.data.stream_readers import iter_texts
+    from nanonet.infer.stream import StreamInterrupted, predict_stream
 
     output = Path(args.output)
     if output.suffix.lower() not in (".csv", ".jsonl"):
