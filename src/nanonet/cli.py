@@ -370,8 +370,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     unknown = sorted(set(names) - set(clf.label_names))
     if unknown:
         raise NanoNetError(
-            f"The evaluation data has labels the model does not know ({', '.join(unknown[:5])}); "
-            f"the model's labels are {', '.join(clf.label_names)}."
+            "The evaluation data has labels the model does not know "
+            f"({', '.join(map(repr, unknown[:5]))}); "
+            f"the model's labels are {', '.join(map(repr, clf.label_names))}."
         )
     index = {n: i for i, n in enumerate(clf.label_names)}
     metrics = evaluate(clf, texts, [index[n] for n in names])

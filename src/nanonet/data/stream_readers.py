@@ -403,17 +403,25 @@ def _parquet_rows(path: Path, text: str, label: str | None, chunk_rows: int) -> 
     import pyarrow.parquet as pq
 
     wanted = list(dict.fromkeys([text] if label is None else [text, label]))
+    rows = 0
     try:
         with pq.ParquetFile(path) as parquet:
             # Only the wanted columns are decoded, one batch at a time.
             for batch in parquet.iter_batches(batch_size=chunk_rows, columns=wanted):
+                rows += batch.num_rows
                 texts = [_as_text(v) for v in batch.column(text).to_pylist()]
                 if label is None:
                     yield Rows(texts, [None] * len(texts))
                 else:
                     yield Rows(texts, [_label(v) for v in batch.column(label).to_pylist()])
+            expected = parquet.metadata.num_rows
     except (pa.ArrowException, OSError) as err:
         raise _parquet_error(path, err) from None
+    if rows != expected:  # a damaged footer; count_rows, which trusts it, would be wrong too
+        raise NanoNetError(
+            f"{path} could not be read as Parquet ({rows} rows where its metadata says "
+            f"{expected}); check the file."
+        )
 
 
 def _parquet_error(path: Path, err: Exception) -> NanoNetError:
