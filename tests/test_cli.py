@@ -88,6 +88,13 @@ def _user_error(capsys: pytest.CaptureFixture[str], code: int) -> str:
     return lines[0]
 
 
+def _write(path: Path, content: str | bytes) -> None:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+
+
 def _exit_code(argv: list[str]) -> int:
     """main's exit code, also when argparse rejects the arguments (SystemExit)."""
     try:
@@ -266,6 +273,16 @@ def test_saved_config_reproduces_from_another_working_directory(
     assert main(["-q", "train", "--config", str(config), "--out", "second"]) == 0
 
 
+def test_train_overwrite_replaces_existing_out(train_argv: TrainArgv, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.txt").write_text("old run", encoding="utf-8")
+    assert main(train_argv(out, "--overwrite")) == 0
+    assert not (out / "stale.txt").exists()
+    assert (out / "nanonet.json").is_file()
+    assert _leftovers(tmp_path) == []
+
+
 # ---------------------------------------------------------------------------- predict --------
 def test_predict_csv_writes_label_and_probability_columns(
     trained: Trained, texts_csv: Path, tmp_path: Path
@@ -310,32 +327,13 @@ def test_predict_txt_input_is_one_text_per_line(trained: Trained, tmp_path: Path
     assert len(pd.read_csv(output)) == len(TEXTS)
 
 
-def test_predict_refuses_existing_output_without_overwrite(
-    trained: Trained, texts_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_predict_overwrite_replaces_an_existing_output(
+    trained: Trained, texts_csv: Path, tmp_path: Path
 ) -> None:
     output = tmp_path / "preds.csv"
-    output.write_text("keep me\n", encoding="utf-8")
-    argv = _predict_argv(trained.out, texts_csv, output)
-    assert "--overwrite" in _user_error(capsys, main(argv))
-    assert output.read_text(encoding="utf-8") == "keep me\n"
-    assert main([*argv, "--overwrite"]) == 0
+    output.write_text("keep me\n", encoding="utf-8")  # without --overwrite: a user error below
+    assert main([*_predict_argv(trained.out, texts_csv, output), "--overwrite"]) == 0
     assert len(pd.read_csv(output)) == len(TEXTS)
-
-
-def test_predict_refuses_unsupported_output_extension(
-    trained: Trained, texts_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    output = tmp_path / "preds.xlsx"
-    code = main(_predict_argv(trained.out, texts_csv, output))
-    assert ".xlsx" in _user_error(capsys, code)
-    assert not output.exists()
-
-
-def test_predict_missing_model_folder(
-    texts_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code = main(_predict_argv(tmp_path / "nope", texts_csv, tmp_path / "preds.csv"))
-    assert "does not exist" in _user_error(capsys, code)
 
 
 # ---------------------------------------------------------------------------- eval -----------
@@ -365,150 +363,168 @@ def test_eval_writes_metrics_json(
     assert np.asarray(metrics["confusion_matrix"]).sum() == 20
 
 
-def test_eval_refuses_labels_unknown_to_the_model(
-    trained: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    data = _write_csv(tmp_path / "other.csv", ["text", "label"], [["good film", "meh"]])
-    code = main(_eval_argv(trained.out, data))
-    err = capsys.readouterr().err
-    assert code == 2
-    assert "Traceback" not in err
-    # Only the last line: loading the model may print progress (see the -q test below).
-    assert err.strip().splitlines()[-1].startswith("nanonet: error: ")
-    assert "meh" in err
+# ---------------------------------------------------------------------------- user errors ----
+def _train(
+    *extra: str, train: str = "{train}", pool: str | None = "{pool}", teacher: str = "{teacher}"
+) -> list[str]:
+    """`nanonet train` argv with placeholders, filled in by the catalogue test below."""
+    return _train_argv(train, pool, Path("{out}"), Path(teacher), Path("{student}"), *extra)
 
 
-# ---------------------------------------------------------------------------- train: errors --
-def test_train_missing_train_file(
-    train_argv: TrainArgv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "out"
-    code = main(train_argv(out, train=tmp_path / "missing.csv"))
-    assert "missing.csv" in _user_error(capsys, code)
-    assert not out.exists()
+def _predict(*extra: str, model: str = "{model}", output: str = "{tmp}/preds.csv") -> list[str]:
+    return _predict_argv(Path(model), Path("{texts}"), Path(output), *extra)
 
 
-def test_train_unknown_text_column(
-    train_argv: TrainArgv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "out"
-    assert "'nope'" in _user_error(capsys, main(train_argv(out, "--text-column", "nope")))
-    assert not out.exists()
+def _eval(*extra: str, source: str = "{labelled}") -> list[str]:
+    return _eval_argv(Path("{model}"), Path(source), *extra)
 
 
-def test_train_fewer_labels_than_requested_per_class(
-    train_argv: TrainArgv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "out"
-    code = main(train_argv(out, "--labels-per-class", "50"))
-    assert "--labels-per-class 10" in _user_error(capsys, code)
-    assert not out.exists()
+def _config(name: str) -> list[str]:
+    return ["-q", "train", "--config", f"{{tmp}}/{name}", "--out", "{out}"]
 
 
-def test_train_single_class(
-    train_argv: TrainArgv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    train = _write_csv(tmp_path / "one.csv", ["text", "label"], [["good film", "pos"]] * 3)
-    out = tmp_path / "out"
-    assert "two classes" in _user_error(capsys, main(train_argv(out, train=train)))
-    assert not out.exists()
+# One row per user mistake: the command, the files it needs (written into the test's folder),
+# and a fragment of the one sentence it must end in.
+USER_ERRORS = [
+    # train: the data
+    pytest.param(_train(train="{tmp}/missing.csv"), {}, "missing.csv", id="train-missing-file"),
+    pytest.param(_train("--text-column", "nope"), {}, "'nope'", id="train-unknown-text-column"),
+    pytest.param(
+        _train("--labels-per-class", "50"), {}, "--labels-per-class 10", id="train-too-few-labels"
+    ),
+    pytest.param(
+        _train(train="{tmp}/one.csv"),
+        {"one.csv": "text,label\n" + "good film,pos\n" * 3},
+        "two classes",
+        id="train-single-class",
+    ),
+    pytest.param(
+        _train(train="{tmp}/blank.csv"),
+        {"blank.csv": "text,label\ngood film,pos\n   ,pos\nbad film,neg\n"},
+        "empty or whitespace-only",
+        id="train-whitespace-only-text",
+    ),
+    pytest.param(
+        _train(train="{tmp}/latin.csv"),
+        {"latin.csv": b"text,label\n\xff\xfe bad,pos\ngood film,neg\n"},
+        "not valid UTF-8",
+        id="train-non-utf8-file",
+    ),
+    pytest.param(
+        _train(pool="{tmp}/pool_labelled.csv"),
+        {"pool_labelled.csv": "text,label\na film,pos\n"},
+        "contains labels",
+        id="train-labels-in-unlabelled-file",
+    ),
+    # train: the run's settings and output
+    pytest.param(
+        ["-q", "train", "--dataset", "nope", "--out", "{out}"],
+        {},
+        "nope",
+        id="train-unknown-dataset",
+    ),
+    pytest.param(_train("train.nope=1"), {}, "train.nope", id="train-unknown-override"),
+    pytest.param(
+        _config("run.yaml"),
+        {"run.yaml": "train:\n  steps: 3\n  stepz: 4\n"},
+        "train.stepz",
+        id="train-config-unknown-key",
+    ),
+    pytest.param(_config("nope.yaml"), {}, "nope.yaml", id="train-missing-config"),
+    # The teacher is resolved inside the trainer, after the partial folder was created.
+    pytest.param(_train(teacher="{tmp}/no-teacher"), {}, "no-teacher", id="train-unknown-teacher"),
+    pytest.param(_train("--seed", "-1"), {}, "train.seed must be at least 0", id="train-seed"),
+    pytest.param(
+        _train("--max-unlabeled", "-1"),
+        {},
+        "data.max_unlabeled must be at least 0",
+        id="train-max-unlabeled",
+    ),
+    pytest.param(
+        _train("--threads", "-1"), {}, "train.threads must be at least 1", id="train-threads"
+    ),
+    pytest.param(_train(), {"out/mine.txt": "precious"}, "--overwrite", id="train-existing-out"),
+    # predict
+    pytest.param(
+        _predict(), {"preds.csv": "keep me\n"}, "--overwrite", id="predict-existing-output"
+    ),
+    pytest.param(_predict(output="{tmp}/preds.xlsx"), {}, ".xlsx", id="predict-output-extension"),
+    pytest.param(_predict(model="{tmp}/nope"), {}, "does not exist", id="predict-missing-model"),
+    pytest.param(
+        _predict(output="{tmp}/no-such-folder/preds.csv"),
+        {},
+        "create it first",
+        id="predict-output-in-missing-folder",
+    ),
+    pytest.param(
+        _predict("--batch-size", "0"),
+        {},
+        "--batch-size must be at least 1",
+        id="predict-batch-size",
+    ),
+    # eval
+    pytest.param(
+        _eval(source="{tmp}/other.csv"),
+        {"other.csv": "text,label\ngood film,meh\n"},
+        "'meh'",
+        id="eval-unknown-label",
+    ),
+    pytest.param(
+        _eval(source="{tmp}/unlabelled.csv"),
+        {"unlabelled.csv": "text,label\ngood film,\n"},
+        "no labelled rows",
+        id="eval-no-labels",
+    ),
+    pytest.param(
+        _eval("--output", "{tmp}/no-such-folder/metrics.json"),
+        {},
+        "create it first",
+        id="eval-output-in-missing-folder",
+    ),
+]
 
 
-def test_train_whitespace_only_text(
-    train_argv: TrainArgv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    rows = [["good film", "pos"], ["   ", "pos"], ["bad film", "neg"]]
-    train = _write_csv(tmp_path / "blank.csv", ["text", "label"], rows)
-    out = tmp_path / "out"
-    assert "empty or whitespace-only" in _user_error(capsys, main(train_argv(out, train=train)))
-    assert not out.exists()
+def _snapshot(folder: Path) -> dict[str, bytes | None]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
+        for p in folder.rglob("*")
+    }
 
 
-def test_train_non_utf8_file(
-    train_argv: TrainArgv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    train = tmp_path / "latin.csv"
-    train.write_bytes(b"text,label\n\xff\xfe bad,pos\ngood film,neg\n")
-    out = tmp_path / "out"
-    assert "not valid UTF-8" in _user_error(capsys, main(train_argv(out, train=train)))
-    assert not out.exists()
-
-
-def test_train_labels_in_unlabelled_file(
-    train_argv: TrainArgv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    pool = _write_csv(tmp_path / "pool_labelled.csv", ["text", "label"], [["a film", "pos"]])
-    out = tmp_path / "out"
-    assert "contains labels" in _user_error(capsys, main(train_argv(out, pool=pool)))
-    assert not out.exists()
-
-
-def test_train_refuses_existing_out_without_overwrite(
-    train_argv: TrainArgv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "mine.txt").write_text("precious", encoding="utf-8")
-    assert "--overwrite" in _user_error(capsys, main(train_argv(out)))
-    assert [p.name for p in out.iterdir()] == ["mine.txt"]
-
-
-def test_train_overwrite_replaces_existing_out(train_argv: TrainArgv, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "stale.txt").write_text("old run", encoding="utf-8")
-    assert main(train_argv(out, "--overwrite")) == 0
-    assert not (out / "stale.txt").exists()
-    assert (out / "nanonet.json").is_file()
-    assert _leftovers(tmp_path) == []
-
-
-def test_train_unknown_builtin_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "out"
-    code = main(["-q", "train", "--dataset", "nope", "--out", str(out)])
-    assert "nope" in _user_error(capsys, code)
-    assert not out.exists()
-
-
-def test_train_bad_config_override(
-    train_argv: TrainArgv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "out"
-    assert "train.nope" in _user_error(capsys, main(train_argv(out, "train.nope=1")))
-    assert not out.exists()
-
-
-def test_train_config_yaml_with_unknown_key(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    config = tmp_path / "run.yaml"
-    config.write_text("train:\n  steps: 3\n  stepz: 4\n", encoding="utf-8")
-    out = tmp_path / "out"
-    code = main(["-q", "train", "--config", str(config), "--out", str(out)])
-    assert "train.stepz" in _user_error(capsys, code)
-    assert not out.exists()
-
-
-def test_train_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "out"
-    code = main(["-q", "train", "--config", str(tmp_path / "nope.yaml"), "--out", str(out)])
-    assert "nope.yaml" in _user_error(capsys, code)
-    assert not out.exists()
-
-
-def test_train_unknown_teacher_leaves_no_output(
+@pytest.mark.parametrize(("argv", "files", "words"), USER_ERRORS)
+def test_user_error_is_one_sentence_exit_2_and_writes_nothing(
+    argv: list[str],
+    files: dict[str, str | bytes],
+    words: str,
+    trained: Trained,
+    module_csv: tuple[Path, Path],
     synthetic_csv: tuple[Path, Path],
+    tiny_mpnet: Path,
     tiny_bert: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # The teacher is resolved inside the trainer, after the partial folder was created.
+    for name, content in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        _write(tmp_path / name, content)
     train, pool = synthetic_csv
-    out = tmp_path / "out"
-    code = main(_train_argv(train, pool, out, tmp_path / "no-teacher", tiny_bert))
-    assert "no-teacher" in _user_error(capsys, code)
-    assert not out.exists()
-    assert _leftovers(tmp_path) == []
+    paths = {
+        "tmp": tmp_path,
+        "out": tmp_path / "out",
+        "train": train,
+        "pool": pool,
+        "texts": _write_csv(tmp_path / "texts.csv", ["text"], [[t] for t in TEXTS]),
+        "labelled": module_csv[0],
+        "model": trained.out,
+        "teacher": tiny_mpnet,
+        "student": tiny_bert,
+    }
+    before = _snapshot(tmp_path)
+    code = _exit_code([arg.format(**paths) for arg in argv])
+    assert words in _user_error(capsys, code)
+    # Nothing written, nothing half-written, nothing replaced: no --out, no partial folder,
+    # no --output, an existing one untouched.
+    assert _snapshot(tmp_path) == before
 
 
 # ---------------------------------------------------------------------------- interrupts -----
@@ -581,61 +597,3 @@ def test_console_script_quiet_error_is_the_only_stderr_line(
     proc = _run_console(*_eval_argv(trained.out, data))
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-
-
-# ------------------------------------------------------- values that must be user errors -----
-# Each of these currently escapes `main` as a Python exception (traceback, exit code 1).
-@pytest.mark.parametrize(
-    "extra",
-    [["--seed", "-1"], ["--max-unlabeled", "-1"], ["--threads", "-1"]],
-    ids=["negative-seed", "negative-max-unlabeled", "negative-threads"],
-)
-def test_train_negative_numbers_are_user_errors(
-    train_argv: TrainArgv, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str]
-) -> None:
-    out = tmp_path / "out"
-    assert _exit_code(train_argv(out, *extra)) == 2
-    assert "error" in capsys.readouterr().err
-    assert not out.exists()
-    assert _leftovers(tmp_path) == []
-
-
-def test_predict_into_missing_folder_is_a_user_error(
-    trained: Trained, texts_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    output = tmp_path / "no-such-folder" / "preds.csv"
-    code = _exit_code(_predict_argv(trained.out, texts_csv, output))
-    assert code == 2
-    assert "error" in capsys.readouterr().err
-
-
-def test_predict_zero_batch_size_is_a_user_error(
-    trained: Trained, texts_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code = _exit_code(
-        _predict_argv(trained.out, texts_csv, tmp_path / "p.csv", "--batch-size", "0")
-    )
-    assert code == 2
-    assert "error" in capsys.readouterr().err
-
-
-def test_eval_file_without_labels_is_a_user_error(
-    trained: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    data = _write_csv(tmp_path / "unlabelled.csv", ["text", "label"], [["good film", ""]])
-    code = _exit_code(_eval_argv(trained.out, data))
-    assert code == 2
-    assert "error" in capsys.readouterr().err
-
-
-def test_eval_output_into_missing_folder_is_a_user_error(
-    trained: Trained,
-    module_csv: tuple[Path, Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    train, _ = module_csv
-    output = tmp_path / "no-such-folder" / "metrics.json"
-    code = _exit_code(_eval_argv(trained.out, train, "--output", str(output)))
-    assert code == 2
-    assert "error" in capsys.readouterr().err

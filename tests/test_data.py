@@ -90,6 +90,23 @@ def test_utf8_bom_is_not_part_of_the_header(tmp_path: Path) -> None:
     assert read_table(path) == (["hé"], ["x"])
 
 
+def test_csv_texts_keep_lone_carriage_returns_and_whitespace_rows(tmp_path: Path) -> None:
+    # pandas writes a text's lone \r unquoted; it must not end the row. A whitespace-only line
+    # of a one-column CSV is a row (an empty text), not skipped: row numbers stay aligned.
+    pd.DataFrame({"text": ["one\rtwo", "three"], "label": ["a", "b"]}).to_csv(
+        tmp_path / "cr.csv", index=False
+    )
+    assert read_table(tmp_path / "cr.csv") == (["one\rtwo", "three"], ["a", "b"])
+    with pytest.raises(NanoNetError, match="data rows 2"):
+        read_table(_write(tmp_path / "ws.csv", "text\na\n   \nb\n"))
+
+
+def test_json_lines_keep_unicode_line_separators_and_exact_integers(tmp_path: Path) -> None:
+    lines = ['{"text": "a\u2028b", "label": 9007199254740993}', '{"text": "c"}']
+    path = _write(tmp_path / "d.jsonl", "\n".join(lines) + "\n")
+    assert read_table(path) == (["a\u2028b", "c"], ["9007199254740993", None])
+
+
 # --- readers: errors ----------------------------------------------------------------------------
 
 
@@ -138,6 +155,33 @@ def test_empty_file(tmp_path: Path, name: str) -> None:
 def test_header_only_csv_has_no_rows(tmp_path: Path) -> None:
     with pytest.raises(NanoNetError, match="no data rows"):
         read_table(_write(tmp_path / "d.csv", "text,label\n"))
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        # pandas took the first field for an index and shifted every column one left.
+        ("text,label\ngood film,pos,\n", "line 2 has 3 fields, the header 2"),
+        ('text,label\n"unclosed,a\nb,c\n', "unexpected end of data"),
+        ('text,label\n"a"b,c\n', "expected after"),
+    ],
+    ids=["trailing-separator", "unclosed-quote", "text-after-quote"],
+)
+def test_malformed_csv_is_refused_with_its_line(tmp_path: Path, content: str, words: str) -> None:
+    with pytest.raises(NanoNetError, match=f"could not be parsed.*{words}.*check its quoting"):
+        read_table(_write(tmp_path / "d.csv", content))
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [("[" * 100_000, "nested too deeply"), ('{"text": ' + "1" * 5000 + "}", "4300 digits")],
+    ids=["deep-nesting", "huge-integer"],
+)
+def test_json_that_python_cannot_hold_is_a_user_error(
+    tmp_path: Path, content: str, words: str
+) -> None:
+    with pytest.raises(NanoNetError, match=words):
+        read_table(_write(tmp_path / "d.json", content))
 
 
 def test_bad_json_line_is_named(tmp_path: Path) -> None:

@@ -14,14 +14,10 @@ from conftest import synthetic_rows
 from nanonet.data.batching import pad_batch
 from nanonet.errors import NanoNetError
 from nanonet.infer.export import export_model, export_onnx
-from nanonet.models.classifier import NanoNetClassifier
+from nanonet.models.classifier import NanoNetClassifier, onnx_classifier
 from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
-from nanonet.models.onnx_runtime import (
-    OnnxEncoderClassifier,
-    load_onnx_model,
-    onnx_classifier,
-    onnx_path,
-)
+from nanonet.models.model_folder import onnx_path
+from nanonet.models.onnx_runtime import OnnxEncoderClassifier, load_onnx_model
 
 # Several lengths in one call: exercises dynamic sequence axes and padding in one batch.
 TEXTS = [

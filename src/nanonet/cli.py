@@ -202,6 +202,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from nanonet.models.model_folder import RUN_CONFIG_FILE, SUMMARY_FILE, TRAIN_LOG_FILE
     from nanonet.train.run import fit, load_task
 
     out = Path(args.out).expanduser().resolve()
@@ -216,17 +217,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        cfg.to_yaml(tmp / "config.yaml")
-        with open(tmp / "train_log.jsonl", "w", encoding="utf-8") as steps_log:
+        cfg.to_yaml(tmp / RUN_CONFIG_FILE)
+        with open(tmp / TRAIN_LOG_FILE, "w", encoding="utf-8") as steps_log:
 
             def on_step(logs: dict[str, float]) -> None:
                 steps_log.write(json.dumps(logs) + "\n")
 
             result = fit(cfg, task, on_step=on_step, progress=not args.quiet)
+        # Before the model: save_pretrained records the sha256 of the run files it finds.
+        (tmp / SUMMARY_FILE).write_text(json.dumps(result.report, indent=2), encoding="utf-8")
         result.classifier.save_pretrained(tmp)
-        (tmp / "training_summary.json").write_text(
-            json.dumps(result.report, indent=2), encoding="utf-8"
-        )
         _replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -281,7 +281,8 @@ def format_report(report: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------- predict --------
 def cmd_predict(args: argparse.Namespace) -> int:
-    from nanonet.infer.stream import StreamInterrupted, iter_texts, predict_stream
+    from nanonet.data.stream_readers import iter_texts
+    from nanonet.infer.stream import StreamInterrupted, predict_stream
 
     output = Path(args.output)
     if output.suffix.lower() not in (".csv", ".jsonl"):
@@ -369,8 +370,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     unknown = sorted(set(names) - set(clf.label_names))
     if unknown:
         raise NanoNetError(
-            f"The evaluation data has labels the model does not know ({', '.join(unknown[:5])}); "
-            f"the model's labels are {', '.join(clf.label_names)}."
+            "The evaluation data has labels the model does not know "
+            f"({', '.join(map(repr, unknown[:5]))}); "
+            f"the model's labels are {', '.join(map(repr, clf.label_names))}."
         )
     index = {n: i for i, n in enumerate(clf.label_names)}
     metrics = evaluate(clf, texts, [index[n] for n in names])

@@ -43,7 +43,7 @@ def sample_budget(
     for label, indices in by_class.items():
         if len(indices) < per_class:
             raise NanoNetError(
-                f"class '{label}' has only {len(indices)} labelled example"
+                f"class {_quoted(label)} has only {len(indices)} labelled example"
                 f"{'' if len(indices) == 1 else 's'} but {per_class} per "
                 f"class were asked for; pass --labels-per-class {len(indices)} or fewer."
             )
@@ -67,11 +67,16 @@ def _indices_by_class(labels: Sequence[Hashable]) -> dict[Hashable, list[int]]:
 
 def _require_two_classes(by_class: dict[Hashable, list[int]]) -> None:
     if len(by_class) < 2:
-        found = ", ".join(f"'{label}'" for label in by_class) or "none"
+        found = ", ".join(map(_quoted, by_class)) or "none"
         raise NanoNetError(
             f"classification needs at least two classes but the labelled rows have "
             f"{len(by_class)} ({found}); label examples of at least two classes."
         )
+
+
+def _quoted(label: Hashable) -> str:
+    # repr, so that a label holding a line break cannot split the one-line error message.
+    return repr(str(label))
 
 
 def task_from_files(
@@ -135,7 +140,7 @@ def _read_test(
         )
     unknown = sorted(set(labels) - set(label_names))
     if unknown:
-        shown = ", ".join(f"'{label}'" for label in unknown[:5])
+        shown = ", ".join(map(_quoted, unknown[:5]))
         raise NanoNetError(
             f"{test_path} has labels that no training row has ({shown}); "
             "label training examples of those classes or remove those test rows."

@@ -29,19 +29,18 @@ import torch
 
 from nanonet.data.batching import pad_batch
 from nanonet.errors import NanoNetError
-from nanonet.models.classifier import NanoNetClassifier, read_model_meta
+from nanonet.models.classifier import NanoNetClassifier
 from nanonet.models.encoder import EncoderClassifier
-from nanonet.models.onnx_runtime import (
+from nanonet.models.model_folder import (
     EXPORT_META_FILE,
     FP32_FILE,
     HEAD_FILE,
-    INPUT_NAMES,
     INT8_FILE,
     ONNX_SUBDIR,
-    OUTPUT_NAME,
-    OnnxEncoderClassifier,
+    WEIGHTS_FILE,
     file_sha256,
 )
+from nanonet.models.onnx_runtime import INPUT_NAMES, OUTPUT_NAME, OnnxEncoderClassifier
 
 FORMATS = ("onnx",)
 QUANTIZATIONS = ("int8",)
@@ -79,10 +78,9 @@ def export_onnx(model_dir: str | Path, quantize: str | None = None, opset: int =
         raise NanoNetError(
             f"Unknown quantization '{quantize}'; use one of: {', '.join(QUANTIZATIONS)}."
         )
-    meta = read_model_meta(model_dir)
     clf = NanoNetClassifier.from_pretrained(model_dir)
     out_dir = _make_out_dir(model_dir)
-    probes = _probe_batches(clf, meta["max_length"])
+    probes = _probe_batches(clf, clf.max_length)
 
     tmp = {name: out_dir / f".{name}.tmp-{os.getpid()}" for name in (FP32_FILE, INT8_FILE)}
     try:
@@ -238,7 +236,7 @@ def _export_info(
     import onnx
     import onnxruntime
 
-    sources = [HEAD_FILE, "model.safetensors"]
+    sources = [HEAD_FILE, WEIGHTS_FILE]
     return {
         "format": "onnx",
         "exporter": "torch.onnx.export (TorchScript)",

@@ -1,16 +1,11 @@
 """NanoNetClassifier: a trained encoder + head + tokenizer + label names, saved as a folder.
 
-On disk (no pickle anywhere):
-  config.json, model.safetensors      the encoder, a standard HF checkpoint (AutoModel opens it)
-  head.safetensors                    the linear head (weight, bias)
-  tokenizer.json, tokenizer_config... the tokenizer
-  nanonet.json                        label names, max length, pooling, training summary
-  README.md                           generated model card
+The folder's files and its manifest (``nanonet.json``, with a sha256 per file) are described
+in :mod:`nanonet.models.model_folder`; no pickle anywhere.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,9 +17,19 @@ from safetensors.torch import load_file, save_file
 from nanonet.data.batching import length_sorted_batches, pad_batch
 from nanonet.errors import NanoNetError
 from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
+from nanonet.models.model_card import write_model_card
+from nanonet.models.model_folder import (
+    CARD_FILE,
+    CONFIG_FILE,
+    HEAD_FILE,
+    RUN_FILES,
+    WEIGHTS_FILE,
+    read_model_meta,
+    write_manifest,
+)
+from nanonet.models.onnx_runtime import export_command, load_onnx_model
 from nanonet.models.peft import merge_lora
 
-FORMAT_VERSION = 1
 BACKENDS = ("torch", "packed", "onnx")
 
 
@@ -73,6 +78,8 @@ class NanoNetClassifier:
 
     # -- persistence ----------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> Path:
+        """Write the model folder; ``nanonet.json`` comes last and records every file's sha256
+        (the run files of `nanonet train` too, when they are already in the folder)."""
         if not isinstance(self.model, EncoderClassifier):
             raise NanoNetError(
                 "Only a torch-backed model can be saved; load it with backend='torch' first."
@@ -87,20 +94,19 @@ class NanoNetClassifier:
         head = self.model.head
         save_file(
             {"weight": head.weight.detach().contiguous(), "bias": head.bias.detach().contiguous()},
-            str(path / "head.safetensors"),
+            str(path / HEAD_FILE),
         )
-        self.tokenizer.save_pretrained(path)
+        tokenizer_files = [Path(f).name for f in self.tokenizer.save_pretrained(path)]
         meta = {
-            "format_version": FORMAT_VERSION,
             "label_names": self.label_names,
             "max_length": self.max_length,
             "pooling": "mean",
             "summary": self.summary,
         }
-        (path / "nanonet.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        from nanonet.models.model_card import write_model_card
-
         write_model_card(path, meta)
+        # The run files only when `nanonet train` wrote them already; a tokenizer may skip some.
+        names = [CONFIG_FILE, WEIGHTS_FILE, HEAD_FILE, CARD_FILE, *tokenizer_files, *RUN_FILES]
+        write_manifest(path, meta, [name for name in names if (path / name).is_file()])
         return path
 
     @classmethod
@@ -113,13 +119,11 @@ class NanoNetClassifier:
         if backend not in BACKENDS:
             raise NanoNetError(f"Unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}.")
         if backend == "onnx":
-            from nanonet.models.onnx_runtime import onnx_classifier
-
             return onnx_classifier(path, quantized)
         path = Path(path)
         meta = read_model_meta(path)
         hf, tokenizer = load_hf_encoder(path)
-        head = load_file(str(path / "head.safetensors"))
+        head = load_file(str(path / HEAD_FILE))
         model: Any = EncoderClassifier(Backbone(hf), num_labels=len(meta["label_names"]))
         model.head.load_state_dict(head)
         if backend == "packed":
@@ -129,20 +133,23 @@ class NanoNetClassifier:
         return cls(model, tokenizer, meta["label_names"], meta["max_length"], meta["summary"])
 
 
-def read_model_meta(model_dir: str | Path) -> dict[str, Any]:
-    """nanonet.json of a saved model folder, or one clear error if it is not one."""
-    path = Path(model_dir)
-    if not path.is_dir():
+def onnx_classifier(
+    model_dir: str | Path, quantized: bool = False, threads: int | None = None
+) -> NanoNetClassifier:
+    """A NanoNetClassifier that predicts with the ONNX export of `model_dir` (no torch weights)."""
+    from transformers import AutoTokenizer
+
+    meta = read_model_meta(model_dir)
+    model = load_onnx_model(model_dir, quantized, threads)
+    labels = meta["label_names"]
+    if model.num_labels is not None and model.num_labels != len(labels):
         raise NanoNetError(
-            f"Model folder {path} does not exist; pass the folder written by `nanonet train --out`."
+            f"The ONNX export in {Path(model_dir)} has {model.num_labels} outputs but the model "
+            f"has {len(labels)} labels; re-create it with `{export_command(model_dir, quantized)}`."
         )
-    meta_file = path / "nanonet.json"
-    if not meta_file.is_file():
-        raise NanoNetError(
-            f"{path} is not a NanoNet model folder (no nanonet.json); pass the folder "
-            "written by `nanonet train --out`."
-        )
-    return json.loads(meta_file.read_text(encoding="utf-8"))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    # Duck-typed: NanoNetClassifier only calls model(ids, mask) and model.eval().
+    return NanoNetClassifier(model, tokenizer, labels, meta["max_length"], meta["summary"])
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

@@ -39,6 +39,8 @@ def load_hf_encoder(
         path,
         config=config,
         local_files_only=True,
+        # Never fall back to pytorch_model.bin: unpickling a weights file can run any code.
+        use_safetensors=True,
         attn_implementation=attention,
         add_pooling_layer=False,
     )

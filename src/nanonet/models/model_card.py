@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nanonet.models.model_folder import CARD_FILE, HEAD_FILE, RUN_CONFIG_FILE
+
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
@@ -41,7 +43,7 @@ model.predict_proba(["some text"])  # probabilities, columns in label order
 
 or `nanonet predict --model {path.name} --input texts.csv --output preds.csv`.
 The encoder alone is a standard Hugging Face checkpoint (`AutoModel.from_pretrained`);
-the head is `head.safetensors` (a linear layer over the mean-pooled states).
+the head is `{HEAD_FILE}` (a linear layer over the mean-pooled states).
 
 ## Training summary
 
@@ -49,8 +51,8 @@ the head is `head.safetensors` (a linear layer over the mean-pooled states).
 |---|---|
 {rows}
 
-The full run configuration is in `config.yaml`; `nanonet train --config config.yaml`
+The full run configuration is in `{RUN_CONFIG_FILE}`; `nanonet train --config {RUN_CONFIG_FILE}`
 reproduces this model. Reported test scores, if any, come from a test split that was never
 used for training or for choosing this student.
 """
-    (path / "README.md").write_text(text, encoding="utf-8")
+    (path / CARD_FILE).write_text(text, encoding="utf-8")

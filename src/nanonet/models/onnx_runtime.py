@@ -8,46 +8,28 @@ label handling stay in one place. The files are written by :mod:`nanonet.infer.e
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from nanonet.errors import NanoNetError
-from nanonet.models.classifier import read_model_meta
+from nanonet.models.model_folder import (
+    EXPORT_META_FILE,
+    HEAD_FILE,
+    ONNX_SUBDIR,
+    file_sha256,
+    onnx_path,
+)
 
-if TYPE_CHECKING:
-    from nanonet.models.classifier import NanoNetClassifier
-
-ONNX_SUBDIR = "onnx"
-FP32_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
-EXPORT_META_FILE = "export.json"
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "logits"
-# Files whose content the exported graph was built from; export.json records their sha256.
-HEAD_FILE = "head.safetensors"
-
-
-def onnx_path(model_dir: str | Path, quantized: bool) -> Path:
-    """Where `nanonet export` puts the fp32 or int8 graph of a model folder."""
-    return Path(model_dir) / ONNX_SUBDIR / (INT8_FILE if quantized else FP32_FILE)
 
 
 def export_command(model_dir: str | Path, quantized: bool) -> str:
     quant = " --quantize int8" if quantized else ""
     return f"nanonet export --model {model_dir} --format onnx{quant}"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class OnnxEncoderClassifier:
@@ -125,30 +107,3 @@ def _check_not_stale(model_dir: Path, quantized: bool) -> None:
             f"The ONNX export in {model_dir / ONNX_SUBDIR} is older than the model in {model_dir}; "
             f"re-create it with `{export_command(model_dir, quantized)}`."
         )
-
-
-def onnx_classifier(
-    model_dir: str | Path, quantized: bool = False, threads: int | None = None
-) -> NanoNetClassifier:
-    """A NanoNetClassifier that predicts with the ONNX export of `model_dir` (no torch weights)."""
-    from transformers import AutoTokenizer
-
-    from nanonet.models.classifier import NanoNetClassifier
-
-    meta = read_model_meta(model_dir)
-    model = load_onnx_model(model_dir, quantized, threads)
-    labels = meta["label_names"]
-    if model.num_labels is not None and model.num_labels != len(labels):
-        raise NanoNetError(
-            f"The ONNX export in {Path(model_dir)} has {model.num_labels} outputs but the model "
-            f"has {len(labels)} labels; re-create it with `{export_command(model_dir, quantized)}`."
-        )
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    # Duck-typed: NanoNetClassifier only calls model(ids, mask) and model.eval().
-    return NanoNetClassifier(
-        model,  # type: ignore[arg-type]
-        tokenizer,
-        labels,
-        meta["max_length"],
-        meta.get("summary"),
-    )

@@ -16,6 +16,7 @@ import numpy as np
 from nanonet.bench.methods.base import Member, RunContext, Trained
 from nanonet.data.task import Task
 from nanonet.models.classifier import NanoNetClassifier
+from nanonet.models.model_folder import RUN_CONFIG_FILE
 from nanonet.train.config import RunConfig
 from nanonet.train.run import load_task
 from nanonet.train.trainer import NanoNetTrainer
@@ -63,8 +64,10 @@ def fit(task: Task, settings: dict[str, Any], ctx: RunContext) -> Trained:
         )
 
     def save(folder: Path) -> None:
+        # The config first, so that the model's nanonet.json records its sha256 too.
+        folder.mkdir(parents=True, exist_ok=True)
+        cfg.to_yaml(folder / RUN_CONFIG_FILE)
         kept.save_pretrained(folder)
-        cfg.to_yaml(folder / "config.yaml")
 
     summary = result.report["summary"]
     return Trained(
