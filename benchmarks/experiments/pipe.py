@@ -1,6 +1,7 @@
 """Exploration on a dev split drawn from the *train* split (never the test set)."""
 
 import json
+import logging
 import os
 import sys
 import time
@@ -9,6 +10,9 @@ from devsplit import dev_task, run_config
 
 from nanonet.train.run import fit
 
+# Phase marks with elapsed seconds go to stderr: where a run spends its time.
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+logging.getLogger("transformers").setLevel(logging.ERROR)
 tag, seed, threads, *ovr = sys.argv[1:]
 seed = int(seed)
 task = dev_task(seed, 1000)
