@@ -199,6 +199,27 @@ def test_a_student_that_cannot_be_built_fails_before_the_teacher_trains(
         get_method("setfit-distill")(_task(), settings, _ctx(tmp_path))
 
 
+def test_protocol_rows_mirror_setfit_mpnet() -> None:
+    protocol = load_bench_config(REPO / "benchmarks/configs/protocol.yaml")
+    runs = expand_runs(protocol)
+    mpnet = {(r.dataset, r.seed): r.settings for r in runs if r.method.name == "setfit-mpnet"}
+    for name, student in (
+        ("setfit-distill", "minilm-l3"),
+        ("setfit-distill-bottom1", "teacher:bottom1"),
+    ):
+        mine = {(r.dataset, r.seed): r.settings for r in runs if r.method.name == name}
+        assert mine.keys() == mpnet.keys()  # same datasets and seeds (seed 0 on 20newsgroups)
+        for key, settings in mine.items():
+            assert settings["teacher"] == mpnet[key]["body"] == "mpnet"
+            assert settings["student"] == student
+            for k in ("num_iterations", "batch_size", "num_epochs"):
+                assert settings[k] == mpnet[key][k]
+            assert settings["distill_max_steps"] >= 1  # a cost cap, stated in the note
+            assert settings["fix_pair_targets"] is True
+        note = protocol.method(name).note
+        assert "max_steps" in note and "teacher" in note
+
+
 def test_report_row(tmp_path: Path) -> None:
     from nanonet.bench.report import write_report
     from nanonet.bench.results import base_record, result_path, write_json_atomic
