@@ -146,7 +146,8 @@ def test_shipped_configs_parse() -> None:
     names = {m.name for m in protocol.methods}
     for needed in ("nanonet", "nanonet-no-mutual", "nanonet-no-teacher", "nanonet-full-ft"):
         assert needed in names
-    assert {m.kind for m in protocol.methods} == {"nanonet", "setfit", "finetune", "probe", "tfidf"}
+    kinds = {m.kind for m in protocol.methods}
+    assert kinds == {"nanonet", "setfit", "setfit-distill", "finetune", "probe", "tfidf"}
     assert [d.name for d in protocol.datasets] == ["rotten_tomatoes", "bbc_news", "20newsgroups"]
     assert protocol.seeds == [0, 1, 2]
     setfit = [r for r in expand_runs(protocol) if r.method.kind == "setfit"]

@@ -5,7 +5,7 @@
 config.py    the YAML: datasets, seeds, methods and their settings
 harness.py   one child process per (dataset, method, seed); skip stored, record failures
 run_one.py   the child: train, score, time, measure, write one result JSON
-methods/     nanonet (and its ablations), setfit, finetune, probe, tfidf
+methods/     nanonet (and its ablations), setfit, setfit-distill, finetune, probe, tfidf
 measure.py   scores, throughput (docs/s), size on disk
 report.py    RESULTS.md and the plots, from the stored JSONs
 

@@ -1,7 +1,7 @@
 """The benchmark config: which datasets, seeds and methods to run, read from one YAML file.
 
-A method entry names a `kind` (the implementation: nanonet, setfit, finetune, probe, tfidf) and
-the settings that make it a distinct row of the table, e.g. `nanonet` with
+A method entry names a `kind` (the implementation: nanonet, setfit, setfit-distill, finetune,
+probe, tfidf) and the settings that make it a distinct row of the table, e.g. `nanonet` with
 `train.mutual_weight=0` is the no-mutual-learning ablation. `per_dataset` replaces settings on
 one dataset (SetFit's smaller `num_iterations` on 20newsgroups). Relative paths are resolved
 against the working directory: run the harness from the repository root.
@@ -20,7 +20,7 @@ from nanonet.data.builtin import BUILTIN_DATASETS
 from nanonet.errors import NanoNetError
 from nanonet.train.config import read_yaml_mapping
 
-KINDS = ("nanonet", "setfit", "finetune", "probe", "tfidf")
+KINDS = ("nanonet", "setfit", "setfit-distill", "finetune", "probe", "tfidf")
 
 # Defaults for each kind; a setting not listed here is a typo and is refused.
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -33,6 +33,23 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         "num_iterations": 20,
         "batch_size": 16,
         "num_epochs": 1,
+    },
+    # SetFit's teacher (trained exactly as the setfit row on `teacher`) distilled with
+    # setfit.DistillationTrainer into `student` on the unlabelled pool. distill_*: the
+    # distillation's TrainingArguments, the library's defaults (max_steps -1 = every pair of
+    # pool texts, 12.5M pairs for 5,000 texts: configs set a cap). fix_pair_targets: train on
+    # the teacher's cosines instead of setfit 1.2.0's constant 1.0 (methods/setfit_distill.py).
+    "setfit-distill": {
+        "teacher": "mpnet",
+        "student": "minilm-l3",  # a student spec; `teacher:bottom1` cuts the teacher's encoder
+        "num_iterations": 20,
+        "batch_size": 16,
+        "num_epochs": 1,
+        "distill_max_steps": -1,
+        "distill_num_iterations": None,
+        "distill_batch_size": 16,
+        "distill_num_epochs": 1,
+        "fix_pair_targets": True,
     },
     "finetune": {
         "student": "minilm-l3",  # a student spec, as in model.students

@@ -467,6 +467,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 
 _PALETTE = {
     "nanonet": "tab:red",
+    "setfit-distill": "tab:cyan",  # before "setfit": the first matching prefix wins
     "setfit": "tab:blue",
     "finetune": "tab:orange",
     "probe": "tab:green",

@@ -18,6 +18,7 @@ Fit = Callable[[Task, dict[str, Any], RunContext], Trained]
 _MODULES = {
     "nanonet": "nanonet.bench.methods.nanonet_method",
     "setfit": "nanonet.bench.methods.setfit_method",
+    "setfit-distill": "nanonet.bench.methods.setfit_distill",
     "finetune": "nanonet.bench.methods.finetune",
     "probe": "nanonet.bench.methods.probe",
     "tfidf": "nanonet.bench.methods.tfidf",
