@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ import torch
 
 from nanonet.errors import NanoNetError
 from nanonet.models.classifier import read_model_meta
+from nanonet.models.device import resolve_device
 
 if TYPE_CHECKING:
     from nanonet.models.classifier import NanoNetClassifier
@@ -30,6 +32,10 @@ INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "logits"
 # Files whose content the exported graph was built from; export.json records their sha256.
 HEAD_FILE = "head.safetensors"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
+
+log = logging.getLogger("nanonet")
 
 
 def onnx_path(model_dir: str | Path, quantized: bool) -> Path:
@@ -53,19 +59,33 @@ def file_sha256(path: Path) -> str:
 class OnnxEncoderClassifier:
     """An ONNX Runtime session with the call signature of `EncoderClassifier` (inference only)."""
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(
+        self, path: Path, threads: int | None = None, device: torch.device | None = None
+    ) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
+        self.device = device or torch.device("cpu")  # where the graph runs
+        self.input_device = torch.device("cpu")  # ORT takes numpy arrays, whatever the device
         options = ort.SessionOptions()
         # Lets ORT fuse LayerNorm/GELU/MatMul+Add at load time; the file stays portable.
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Same default as the torch backend, so switching backends does not change CPU usage.
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1  # a sequential graph: a second pool would only idle
+        providers: list[str | tuple[str, dict[str, str]]] = [CPU_PROVIDER]
+        if self.device.type == "cuda":
+            providers = [(CUDA_PROVIDER, {"device_id": str(self.device.index or 0)}), CPU_PROVIDER]
         self.session = ort.InferenceSession(
-            str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
+            str(self.path), sess_options=options, providers=providers
         )
+        if self.device.type == "cuda" and self.session.get_providers()[0] != CUDA_PROVIDER:
+            # ORT falls back to the CPU with a warning when the CUDA libraries do not load.
+            raise NanoNetError(
+                f"ONNX Runtime could not start its CUDA provider for {self.path.name} (it ran "
+                f"with {', '.join(self.session.get_providers())}); check that onnxruntime-gpu "
+                "matches this machine's CUDA, or use --device cpu or --backend torch."
+            )
         dim = self.session.get_outputs()[0].shape[-1]
         self.num_labels: int | None = dim if isinstance(dim, int) else None
 
@@ -88,10 +108,33 @@ def _as_int64(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.int64)
 
 
+def onnx_device(spec: str | torch.device = "cpu") -> torch.device:
+    """Where ONNX Runtime should run for `spec`. CUDA needs onnxruntime-gpu: asked for
+    explicitly without it, one NanoNetError says what to install; with `auto`, the CPU."""
+    import onnxruntime as ort
+
+    device = resolve_device(spec, "device")
+    if device.type != "cuda" or CUDA_PROVIDER in ort.get_available_providers():
+        return device
+    if str(spec).strip().lower() == "auto":
+        log.info("ONNX Runtime has no CUDA provider (pip install 'nanonet[gpu]'); on the CPU")
+        return torch.device("cpu")
+    raise NanoNetError(
+        f"The onnx backend on {device} needs onnxruntime-gpu, which is not installed (this "
+        f"ONNX Runtime offers {', '.join(ort.get_available_providers())}); run "
+        "`pip uninstall -y onnxruntime && pip install 'nanonet[gpu]'`, or use --backend torch "
+        "or --device cpu."
+    )
+
+
 def load_onnx_model(
-    model_dir: str | Path, quantized: bool = False, threads: int | None = None
+    model_dir: str | Path,
+    quantized: bool = False,
+    threads: int | None = None,
+    device: str | torch.device = "cpu",
 ) -> OnnxEncoderClassifier:
     """The exported graph of a model folder; a NanoNetError says how to export it if missing."""
+    target = onnx_device(device)
     path = onnx_path(model_dir, quantized)
     kind = "int8 ONNX" if quantized else "ONNX"
     if not path.is_file():
@@ -101,7 +144,9 @@ def load_onnx_model(
         )
     _check_not_stale(Path(model_dir), quantized)
     try:
-        return OnnxEncoderClassifier(path, threads)
+        return OnnxEncoderClassifier(path, threads, target)
+    except NanoNetError:
+        raise
     except Exception as exc:  # ORT raises its own pybind types for unreadable or foreign files
         raise NanoNetError(
             f"ONNX Runtime cannot load {path} ({type(exc).__name__}); re-create it with "
@@ -128,7 +173,10 @@ def _check_not_stale(model_dir: Path, quantized: bool) -> None:
 
 
 def onnx_classifier(
-    model_dir: str | Path, quantized: bool = False, threads: int | None = None
+    model_dir: str | Path,
+    quantized: bool = False,
+    threads: int | None = None,
+    device: str | torch.device = "cpu",
 ) -> NanoNetClassifier:
     """A NanoNetClassifier that predicts with the ONNX export of `model_dir` (no torch weights)."""
     from transformers import AutoTokenizer
@@ -136,7 +184,7 @@ def onnx_classifier(
     from nanonet.models.classifier import NanoNetClassifier
 
     meta = read_model_meta(model_dir)
-    model = load_onnx_model(model_dir, quantized, threads)
+    model = load_onnx_model(model_dir, quantized, threads, device)
     labels = meta["label_names"]
     if model.num_labels is not None and model.num_labels != len(labels):
         raise NanoNetError(

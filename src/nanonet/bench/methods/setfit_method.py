@@ -32,7 +32,9 @@ def fit(task: Task, settings: dict[str, Any], ctx: RunContext) -> Trained:
         logging.getLogger(name).setLevel(logging.WARNING)
 
     body = _body_folder(settings["body"], ctx.scratch / "body")
-    model = SetFitModel.from_pretrained(str(body))
+    # On a CPU run the harness also hides the GPUs from this process, so that the
+    # sentence-transformers trainer (which picks CUDA by itself) stays on the CPU too.
+    model = SetFitModel.from_pretrained(str(body), device=ctx.device)
     # Same truncation as every other method on this dataset.
     model.model_body.max_seq_length = task.max_length
     args = TrainingArguments(
