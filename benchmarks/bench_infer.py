@@ -82,9 +82,13 @@ def teacher_classifier(name: str, labels: list[str], max_length: int) -> NanoNet
 
 
 def student_variants(model_dir: Path, skip_onnx: bool) -> dict[str, NanoNetClassifier]:
+    # A CPU benchmark (this machine's FLOP ceiling) also on a GPU machine; benchmarks/gpu_check.py
+    # measures the GPU.
     variants = {
-        "student torch fp32": NanoNetClassifier.from_pretrained(model_dir),
-        "student packed fp32": NanoNetClassifier.from_pretrained(model_dir, backend="packed"),
+        "student torch fp32": NanoNetClassifier.from_pretrained(model_dir, device="cpu"),
+        "student packed fp32": NanoNetClassifier.from_pretrained(
+            model_dir, backend="packed", device="cpu"
+        ),
     }
     if not skip_onnx:
         from nanonet.infer.export import export_onnx

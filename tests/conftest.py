@@ -45,6 +45,26 @@ WORDS = [
 ]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `cuda` run only where PyTorch sees a GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is false)")
+    for item in items:
+        if item.get_closest_marker("cuda"):  # not `keywords`: a parameter id may be "cuda"
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _cpu_unless_cuda(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`auto` means the CPU in every test not marked `cuda`, also on a GPU machine: those tests
+    compare exact CPU numbers, and the GPU has its own tests."""
+    if not request.node.get_closest_marker("cuda"):
+        from nanonet.models import device
+
+        monkeypatch.setattr(device, "cuda_available", lambda: False)
+
+
 def _vocab(specials: list[str]) -> dict[str, int]:
     return {w: i for i, w in enumerate(specials + list(WORDS))}
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nanonet.errors import NanoNetError
+from nanonet.models.device import add_device_argument
 
 log = logging.getLogger("nanonet")
 
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--peft", choices=["bitfit", "lora", "full"], help="what the students train")
     t.add_argument("--steps", type=int, help="training steps")
     t.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    add_device_argument(t, default=None)  # None: train.device of --config, else auto
     t.add_argument("--out", required=True, help="output folder for the kept student")
     t.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     t.add_argument("overrides", nargs="*", help="config overrides like train.temperature=3")
@@ -90,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     pr.add_argument("--resume", action="store_true", help="continue an interrupted run's --output")
+    add_device_argument(pr)
     pr.set_defaults(func=cmd_predict)
 
     e = sub.add_parser("eval", help="accuracy, macro-F1 and confusion matrix of a saved model")
@@ -100,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--text-column", default="text")
     e.add_argument("--label-column", default="label")
     e.add_argument("--output", help="also write the metrics as JSON here")
+    add_device_argument(e)
     e.set_defaults(func=cmd_eval)
 
     x = sub.add_parser("export", help="export a saved model to ONNX (optionally int8)")
@@ -137,7 +141,9 @@ def _setup_logging(quiet: bool) -> None:
 
 # ---------------------------------------------------------------------------- train ----------
 def _train_config(args: argparse.Namespace) -> Any:
+    from nanonet.models.device import resolve_device
     from nanonet.train.config import RunConfig
+    from nanonet.train.device_defaults import apply_device_defaults
 
     cfg = RunConfig.from_yaml(args.config) if args.config else RunConfig()
     d, m, t = cfg.data, cfg.model, cfg.train
@@ -160,12 +166,11 @@ def _train_config(args: argparse.Namespace) -> Any:
         m.students = list(args.students)
     if args.peft:
         m.peft = args.peft
-    if args.seed is not None:
-        t.seed = args.seed
-    if args.steps is not None:
-        t.steps = args.steps
-    if args.threads is not None:
-        t.threads = args.threads
+    flags = {"seed": args.seed, "steps": args.steps, "threads": args.threads, "device": args.device}
+    for name, value in flags.items():
+        if value is not None:
+            setattr(t, name, value)
+            cfg.mark_set(f"train.{name}")  # a flag is a choice: device defaults keep it
     for item in args.overrides:
         cfg.override(item)
     # Absolute paths, so that the saved config.yaml reproduces the run from any folder.
@@ -175,6 +180,8 @@ def _train_config(args: argparse.Namespace) -> Any:
     m.teacher = _absolute_if_folder(m.teacher)
     m.students = [_absolute_if_folder(s) for s in m.students]
     cfg.validate()
+    # Before config.yaml is written, so that it states the values the run used.
+    apply_device_defaults(cfg, resolve_device(t.device, "train.device"))
     return cfg
 
 
@@ -301,7 +308,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise NanoNetError(f"--chunk-rows must be at least 1, not {args.chunk_rows}.")
     # Check the input (file, format, column) before spending seconds on loading the model.
     iter_texts(args.input, args.text_column, args.chunk_rows).close()
-    clf = _load_model(args.model)
+    clf = _load_model(args.model, args.device)
     start = time.perf_counter()
     try:
         stats = predict_stream(
@@ -339,11 +346,14 @@ def _check_parent(path: Path, option: str) -> None:
         raise NanoNetError(f"The folder of {option} {path} does not exist; create it first.")
 
 
-def _load_model(path: str) -> Any:
+def _load_model(path: str, device: str) -> Any:
     from nanonet.models.classifier import NanoNetClassifier
 
-    # from_pretrained itself refuses a missing folder or one without nanonet.json.
-    return NanoNetClassifier.from_pretrained(path)
+    # from_pretrained itself refuses a missing folder or one without nanonet.json, and a
+    # device this machine does not have.
+    clf = NanoNetClassifier.from_pretrained(path, device=device)
+    log.info("model on %s", clf.device)
+    return clf
 
 
 # ---------------------------------------------------------------------------- eval -----------
@@ -354,7 +364,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.output:
         _check_parent(Path(args.output), "--output")
-    clf = _load_model(args.model)
+    clf = _load_model(args.model, args.device)
     if args.dataset:
         splits = load_builtin_splits(args.dataset)
         texts = list(splits.test_texts)

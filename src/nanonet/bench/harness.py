@@ -28,11 +28,12 @@ from nanonet.bench.results import (
     write_json_atomic,
 )
 from nanonet.errors import NanoNetError
+from nanonet.models.device import add_device_argument, resolve_device
 
 LOG_TAIL_CHARS = 4000
 
 
-def child_command(config_path: Path, run: RunSpec, out: Path) -> list[str]:
+def child_command(config_path: Path, run: RunSpec, out: Path, device: str = "cpu") -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -47,6 +48,8 @@ def child_command(config_path: Path, run: RunSpec, out: Path) -> list[str]:
         str(run.seed),
         "--out",
         str(out),
+        "--device",
+        device,
     ]
 
 
@@ -132,6 +135,7 @@ def bench_main(
     retry_failed: bool = False,
     dry_run: bool = False,
     report: bool = True,
+    device: str = "auto",
 ) -> int:
     """Run a benchmark config; the entry point behind `nanonet bench` and `make bench`.
 
@@ -141,6 +145,7 @@ def bench_main(
     try:
         cfg = load_bench_config(config_path)
         runs = expand_runs(cfg, only_dataset, only_method, only_seed)
+        target = str(resolve_device(device))
     except NanoNetError as exc:
         print(f"nanonet bench: {exc}", file=sys.stderr)
         return 2
@@ -152,10 +157,14 @@ def bench_main(
     commit = git_commit()
     env = thread_env(cfg.threads)
     env[COMMAND_ENV], env[COMMIT_ENV] = command, commit
+    if target == "cpu":
+        # Hidden GPUs keep every method on the CPU, also those whose libraries pick CUDA by
+        # themselves (SetFit trains through the transformers Trainer).
+        env["CUDA_VISIBLE_DEVICES"] = ""
     extra = {"command": command, "commit": commit, "threads": cfg.threads, "machine": machine()}
     print(
-        f"{cfg.name}: {len(runs)} runs, {cfg.threads} threads, limit {timeout_s / 60:g} min "
-        f"per run, results in {cfg.results_dir}/"
+        f"{cfg.name}: {len(runs)} runs on {target}, {cfg.threads} threads, limit "
+        f"{timeout_s / 60:g} min per run, results in {cfg.results_dir}/"
     )
     failed = 0
     for i, run in enumerate(runs, 1):
@@ -171,7 +180,7 @@ def bench_main(
         print(f"{head}: running ...", flush=True)
         record = run_isolated(
             run,
-            child_command(Path(config_path), run, out),
+            child_command(Path(config_path), run, out, target),
             out,
             log_path(cfg.results_dir, run),
             timeout_s,
@@ -197,6 +206,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dry-run", action="store_true", help="list what would run")
     parser.add_argument("--no-report", action="store_true", help="do not regenerate the report")
+    add_device_argument(parser)
 
 
 def bench_from_args(args: argparse.Namespace) -> int:
@@ -209,6 +219,7 @@ def bench_from_args(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         dry_run=args.dry_run,
         report=not args.no_report,
+        device=args.device,
     )
 
 

@@ -33,7 +33,12 @@ def folder_size_mb(path: Path) -> float:
 
 
 def teacher_docs_per_second(
-    teacher: str, num_labels: int, max_length: int, texts: Sequence[str], batch_size: int
+    teacher: str,
+    num_labels: int,
+    max_length: int,
+    texts: Sequence[str],
+    batch_size: int,
+    device: str = "cpu",
 ) -> float:
     """Throughput of the teacher (mean-pooled encoder + linear head) on the same texts, in the
     same process and with the same threads as the model it is compared with.
@@ -42,7 +47,9 @@ def teacher_docs_per_second(
     same reference, whatever it trained.
     """
     from nanonet.models.assets import encoder_dir
+    from nanonet.models.device import resolve_device
     from nanonet.models.encoder import load_hf_encoder
 
     clf = untrained_classifier(*load_hf_encoder(encoder_dir(teacher)), num_labels, max_length)
+    clf.model.to_device(resolve_device(device))
     return docs_per_second(class_ids(clf, batch_size), texts)

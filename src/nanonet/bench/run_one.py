@@ -42,6 +42,7 @@ from nanonet.bench.measure import (
 )
 from nanonet.bench.methods import MethodUnavailable, RunContext, get_method
 from nanonet.bench.results import base_record, write_json_atomic
+from nanonet.models.device import describe, resolve_device
 from nanonet.models.speed import docs_per_second
 from nanonet.train.config import DataConfig
 from nanonet.train.run import load_task
@@ -57,8 +58,8 @@ def find_run(cfg: BenchConfig, dataset: str, method: str, seed: int) -> RunSpec:
     return RunSpec(dataset, cfg.method(method), seed, cfg.labels_per_class)
 
 
-def execute(cfg: BenchConfig, run: RunSpec) -> dict[str, Any]:
-    """Run, score and time one method; return its result record."""
+def execute(cfg: BenchConfig, run: RunSpec, device: str = "cpu") -> dict[str, Any]:
+    """Run, score and time one method on `device` (cpu or cuda:N); return its result record."""
     pin_threads(cfg.threads)
     started = time.perf_counter()
     baseline_rss = peak_rss_mb()
@@ -72,6 +73,7 @@ def execute(cfg: BenchConfig, run: RunSpec) -> dict[str, Any]:
     sample = [test_texts[i] for i in throughput_sample(len(test_texts), cap)]
     record = base_record(run, "ok")
     record.update(_provenance(cfg))
+    record["device"] = describe(resolve_device(device))
 
     with tempfile.TemporaryDirectory(prefix="nanonet-bench-") as scratch:
         ctx = RunContext(
@@ -80,6 +82,7 @@ def execute(cfg: BenchConfig, run: RunSpec) -> dict[str, Any]:
             labels_per_class=run.labels_per_class,
             batch_size=cfg.throughput_batch,
             scratch=Path(scratch),
+            device=device,
         )
         log.info("%s: training on %s", run.stem, task.summary())
         fit_start = time.perf_counter()
@@ -109,7 +112,7 @@ def execute(cfg: BenchConfig, run: RunSpec) -> dict[str, Any]:
 
     log.info("%s: timing the teacher (%s) on %d texts", run.stem, cfg.teacher, len(sample))
     teacher_docs = teacher_docs_per_second(
-        cfg.teacher, num_labels, full.max_length, sample, cfg.throughput_batch
+        cfg.teacher, num_labels, full.max_length, sample, cfg.throughput_batch, device
     )
     for m in members:
         if m["role"] == "teacher":
@@ -196,13 +199,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--method", required=True)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--out", required=True, help="where to write the result JSON")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda:N (the harness resolves it)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
     )
     cfg = load_bench_config(args.config)
     run = find_run(cfg, args.dataset, args.method, args.seed)
-    record = execute(cfg, run)
+    record = execute(cfg, run, args.device)
     write_json_atomic(Path(args.out), record)
     log.info("%s: %s", run.stem, record["status"])
     return 0

@@ -8,15 +8,28 @@ import numpy as np
 import torch
 
 
-def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token id lists to the longest in the batch (not to a global max length)."""
+def pad_batch(
+    ids: Sequence[Sequence[int]], pad_id: int, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token id lists to the longest in the batch (not to a global max length);
+    built on the CPU, then moved to `device` when one is given."""
     width = max(len(x) for x in ids)
     input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(ids), width), dtype=torch.long)
     for row, seq in enumerate(ids):
         input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
         mask[row, : len(seq)] = 1
-    return input_ids, mask
+    if device is None:
+        return input_ids, mask
+    return to_device(input_ids, device), to_device(mask, device)
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor onto `device`. To CUDA through pinned memory and without blocking: a copy
+    from pageable memory waits for the GPU to drain its queue, and this runs once per batch."""
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def scaled_batch_size(nominal: int, mean_length: float, reference: int | None) -> int:

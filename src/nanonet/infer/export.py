@@ -78,7 +78,9 @@ def export_onnx(model_dir: str | Path, quantize: str | None = None, opset: int =
         raise NanoNetError(
             f"Unknown quantization '{quantize}'; use one of: {', '.join(QUANTIZATIONS)}."
         )
-    clf = NanoNetClassifier.from_pretrained(model_dir)
+    # On the CPU whatever the machine has: the graph is portable, and parity is checked
+    # against fp32 PyTorch on the CPU, the way ONNX Runtime's CPU provider computes.
+    clf = NanoNetClassifier.from_pretrained(model_dir, device="cpu")
     out_dir = _make_out_dir(model_dir)
     probes = _probe_batches(clf, clf.max_length)
 

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from nanonet.data.batching import length_sorted_batches, pad_batch
 from nanonet.errors import NanoNetError
+from nanonet.models.device import autocast, device_of, resolve_device
 from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
 from nanonet.models.model_card import write_model_card
 from nanonet.models.model_folder import (
@@ -49,6 +50,13 @@ class NanoNetClassifier:
         self.label_names = list(label_names)
         self.max_length = max_length
         self.summary: dict[str, Any] = dict(summary or {})
+        # On CUDA the forward pass runs under bf16 autocast; False keeps it in fp32.
+        self.bf16 = True
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs (cpu, cuda:N)."""
+        return device_of(self.model)
 
     # -- inference -------------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
@@ -62,10 +70,14 @@ class NanoNetClassifier:
         ids = self.tokenize(texts)
         out = np.zeros((len(ids), len(self.label_names)), dtype=np.float32)
         pad = self.tokenizer.pad_token_id
+        device = self.device
+        # ONNX Runtime takes its inputs on the CPU even when it runs on CUDA.
+        inputs_on = getattr(self.model, "input_device", device)
         # Length-sorted batches: almost no compute is spent on padding.
-        for batch in length_sorted_batches([len(x) for x in ids], batch_size):
-            input_ids, mask = pad_batch([ids[i] for i in batch], pad)
-            out[batch] = self.model(input_ids, mask).float().numpy()
+        with autocast(device, self.bf16):
+            for batch in length_sorted_batches([len(x) for x in ids], batch_size):
+                input_ids, mask = pad_batch([ids[i] for i in batch], pad, inputs_on)
+                out[batch] = self.model(input_ids, mask).float().cpu().numpy()
         return out
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
@@ -93,7 +105,10 @@ class NanoNetClassifier:
         hf.save_pretrained(path, safe_serialization=True)
         head = self.model.head
         save_file(
-            {"weight": head.weight.detach().contiguous(), "bias": head.bias.detach().contiguous()},
+            {
+                "weight": head.weight.detach().cpu().contiguous(),
+                "bias": head.bias.detach().cpu().contiguous(),
+            },
             str(path / HEAD_FILE),
         )
         tokenizer_files = [Path(f).name for f in self.tokenizer.save_pretrained(path)]
@@ -111,21 +126,28 @@ class NanoNetClassifier:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, backend: str = "torch", quantized: bool = False
+        cls,
+        path: str | Path,
+        backend: str = "torch",
+        quantized: bool = False,
+        device: str | torch.device = "auto",
     ) -> NanoNetClassifier:
         """Load a saved model. `backend`: "torch" (default), "packed" (torch, no compute on
         padding) or "onnx" (ONNX Runtime; run `nanonet export` first; `quantized=True` takes
-        the int8 file)."""
+        the int8 file). `device`: auto (default: CUDA when PyTorch sees a GPU), cpu, cuda or
+        cuda:N; ONNX on CUDA needs onnxruntime-gpu (`pip install 'nanonet[gpu]'`)."""
         if backend not in BACKENDS:
             raise NanoNetError(f"Unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}.")
         if backend == "onnx":
-            return onnx_classifier(path, quantized)
+            return onnx_classifier(path, quantized, device=device)
+        target = resolve_device(device, "device")
         path = Path(path)
         meta = read_model_meta(path)
         hf, tokenizer = load_hf_encoder(path)
         head = load_file(str(path / HEAD_FILE))
         model: Any = EncoderClassifier(Backbone(hf), num_labels=len(meta["label_names"]))
         model.head.load_state_dict(head)
+        model.to_device(target)
         if backend == "packed":
             from nanonet.models.packed import PackedEncoderClassifier
 
@@ -134,13 +156,16 @@ class NanoNetClassifier:
 
 
 def onnx_classifier(
-    model_dir: str | Path, quantized: bool = False, threads: int | None = None
+    model_dir: str | Path,
+    quantized: bool = False,
+    threads: int | None = None,
+    device: str | torch.device = "cpu",
 ) -> NanoNetClassifier:
     """A NanoNetClassifier that predicts with the ONNX export of `model_dir` (no torch weights)."""
     from transformers import AutoTokenizer
 
     meta = read_model_meta(model_dir)
-    model = load_onnx_model(model_dir, quantized, threads)
+    model = load_onnx_model(model_dir, quantized, threads, device)
     labels = meta["label_names"]
     if model.num_labels is not None and model.num_labels != len(labels):
         raise NanoNetError(

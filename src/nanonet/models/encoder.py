@@ -11,8 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
+from transformers.models.mpnet.modeling_mpnet import MPNetSelfAttention
 
 SUPPORTED_FAMILIES = ("bert", "mpnet")
 
@@ -30,9 +32,10 @@ def load_hf_encoder(
             f"Encoder at {path} is a '{config.model_type}' model; NanoNet supports "
             f"{', '.join(SUPPORTED_FAMILIES)} encoders."
         )
-    # Both take our additive float mask unchanged. MPNet has only eager attention; BERT gets
-    # SDPA's fused kernel, which never materialises the [T, T] scores: it is what makes
-    # sentence-transformers run the same MiniLM faster on long texts.
+    # Both take our additive float mask unchanged. MPNet has only eager attention in
+    # transformers (its self-attention has no SDPA branch; see use_sdpa_for_mpnet for ours on
+    # CUDA); BERT gets SDPA's fused kernel, which never materialises the [T, T] scores: it is
+    # what makes sentence-transformers run the same MiniLM faster on long texts.
     if attention is None:
         attention = "sdpa" if config.model_type == "bert" else "eager"
     model = AutoModel.from_pretrained(
@@ -46,6 +49,49 @@ def load_hf_encoder(
     )
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     return model, tokenizer
+
+
+class MPNetSdpaSelfAttention(MPNetSelfAttention):
+    """MPNet self-attention through `F.scaled_dot_product_attention`: the relative position
+    bias and the padding mask go in as one additive mask, which CUDA's memory-efficient kernel
+    takes (flash attention takes no mask). Same weights, same function as the eager version."""
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_bias: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        **kwargs: object,
+    ) -> tuple[torch.Tensor]:
+        shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
+        q, k, v = (x(hidden_states).view(shape).transpose(1, 2) for x in (self.q, self.k, self.v))
+        bias = position_bias
+        if attention_mask is not None:
+            bias = attention_mask if bias is None else bias + attention_mask
+        if bias is not None:
+            bias = bias.to(q.dtype)  # under autocast q is bf16; the kernel wants one dtype
+        p = self.dropout.p if self.training else 0.0
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)
+        context = context.transpose(1, 2).reshape(*hidden_states.shape[:-1], self.all_head_size)
+        return (self.o(context),)
+
+
+def use_sdpa_for_mpnet(hf_model: PreTrainedModel) -> None:
+    """Switch an MPNet model's attention layers to `MPNetSdpaSelfAttention` in place (a class
+    swap: parameters and state dict unchanged). Done on CUDA only: on the CPU the eager
+    attention stays, so CPU results are bit-for-bit what they were."""
+    for module in hf_model.modules():
+        if type(module) is MPNetSelfAttention:
+            module.__class__ = MPNetSdpaSelfAttention
+
+
+def mask_dtype(hidden: torch.Tensor) -> torch.dtype:
+    """The dtype attention runs in: bf16 under CUDA autocast, else the hidden states'. A mask
+    built in fp32 would turn its lowest value into -inf when autocast casts it to bf16."""
+    if hidden.is_cuda and torch.is_autocast_enabled("cuda"):
+        return torch.get_autocast_dtype("cuda")
+    return hidden.dtype
 
 
 def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -94,7 +140,7 @@ class Backbone(nn.Module):
         """Layers `start:end`. checkpoint: keep only each layer's input for the backward pass
         and recompute the rest there (same gradients, less memory, more time: +34% for the
         contrastive stage on 20newsgroups at 256 tokens)."""
-        ext = additive_mask(mask, hidden.dtype)
+        ext = additive_mask(mask, mask_dtype(hidden))
         extra = {}
         if self.family == "mpnet":
             # MPNet's relative position bias depends only on length; shared by all layers.
@@ -132,6 +178,13 @@ class EncoderClassifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.classify(self.embed_pooled(input_ids, mask))
+
+    def to_device(self, device: torch.device) -> EncoderClassifier:
+        """Move to `device`; on CUDA, MPNet layers also switch to SDPA attention."""
+        self.to(device)
+        if device.type == "cuda" and self.backbone.family == "mpnet":
+            use_sdpa_for_mpnet(self.backbone.hf)
+        return self
 
     def pooled_from(
         self, hidden: torch.Tensor, mask: torch.Tensor, start: int, checkpoint: bool = False

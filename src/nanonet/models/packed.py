@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nanonet.models.encoder import EncoderClassifier, additive_mask
+from nanonet.models.encoder import EncoderClassifier, additive_mask, mask_dtype
 
 
 @dataclass
@@ -29,7 +29,9 @@ class _Layer:
 
 
 def _fuse(linears: list[nn.Linear]) -> nn.Linear:
-    fused = nn.Linear(linears[0].in_features, sum(lin.out_features for lin in linears))
+    w = linears[0].weight
+    out = sum(lin.out_features for lin in linears)
+    fused = nn.Linear(linears[0].in_features, out, device=w.device, dtype=w.dtype)
     with torch.no_grad():
         fused.weight.copy_(torch.cat([lin.weight for lin in linears]))
         fused.bias.copy_(torch.cat([lin.bias for lin in linears]))
@@ -67,6 +69,10 @@ class PackedEncoderClassifier:
     def eval(self) -> PackedEncoderClassifier:
         return self
 
+    @property
+    def device(self) -> torch.device:
+        return self.model.head.weight.device
+
     @torch.inference_mode()
     def __call__(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         batch, width = mask.shape
@@ -74,18 +80,19 @@ class PackedEncoderClassifier:
         embedded = self.backbone.embed(input_ids)  # a table lookup: padding here costs nothing
         hidden = embedded.shape[-1]
         x = embedded[real]  # [N, H] real tokens only
-        bias = additive_mask(mask, x.dtype)
+        bias = additive_mask(mask, mask_dtype(x))
         if self.backbone.family == "mpnet":
             bias = bias + self.backbone.hf.encoder.compute_position_bias(embedded)
         for p in self.layers:
-            qkv = torch.zeros(batch, width, 3 * hidden, dtype=x.dtype)
-            qkv[real] = p.qkv(x)
+            packed_qkv = p.qkv(x)  # bf16 under CUDA autocast, fp32 otherwise
+            qkv = packed_qkv.new_zeros(batch, width, 3 * hidden)
+            qkv[real] = packed_qkv
             q, k, v = qkv.view(batch, width, 3, p.heads, hidden // p.heads).permute(2, 0, 3, 1, 4)
-            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
             ctx = ctx.transpose(1, 2).reshape(batch, width, hidden)[real]
             x = p.attn_norm(p.out(ctx) + x)
             x = p.ffn_norm(p.ffn_out(p.ffn_in(x)) + x)
-        seq = torch.arange(batch).repeat_interleave(mask.sum(1))
-        pooled = torch.zeros(batch, hidden, dtype=x.dtype).index_add_(0, seq, x)
+        seq = torch.arange(batch, device=x.device).repeat_interleave(mask.sum(1))
+        pooled = x.new_zeros(batch, hidden).index_add_(0, seq, x)
         pooled = pooled / mask.sum(1, keepdim=True).to(x.dtype)
         return self.model.classify(pooled)

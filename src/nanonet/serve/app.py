@@ -151,6 +151,7 @@ def _add_routes(
     async def metadata() -> dict[str, Any]:
         return {
             **model,
+            "device": str(getattr(classifier, "device", "cpu")),
             "labels": labels,
             "max_length": classifier.max_length,
             "summary": classifier.summary,

@@ -80,6 +80,7 @@ class Stats(BaseModel):
 class Metadata(BaseModel):
     name: str
     backend: str
+    device: str = Field(description="Where the model runs: cpu or cuda:N.")
     labels: list[str] = Field(description="Label names, in the order of `probabilities`.")
     max_length: int = Field(description="Texts are truncated to this many tokens.")
     summary: dict[str, Any] = Field(description="Training summary stored in nanonet.json.")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nanonet.errors import NanoNetError
+from nanonet.models.device import add_device_argument
 from nanonet.serve.limits import ServeSettings
 
 BACKENDS = ("torch", "packed", "onnx", "onnx-int8")
@@ -23,6 +24,7 @@ def run_server(
     max_texts: int = 256,
     max_chars: int = 20000,
     threads: int | None = None,
+    device: str = "auto",
 ) -> None:
     """Serve `model_dir` until Ctrl-C / SIGTERM. `port=0` picks a free port (printed).
 
@@ -34,7 +36,7 @@ def run_server(
 
     ServeSettings(max_batch, max_wait_ms, max_texts, max_chars).check()  # before the slow load
     _set_threads(threads)
-    classifier = load_classifier(model_dir, backend)
+    classifier = load_classifier(model_dir, backend, device)
     app = create_app(
         classifier,
         max_batch=max_batch,
@@ -50,7 +52,7 @@ def run_server(
     url_host = f"[{host}]" if ":" in host else host
     print(
         f"nanonet: serving {model_dir} on http://{url_host}:{sock.getsockname()[1]} "
-        "(docs at /docs)",
+        f"({classifier.device}; docs at /docs)",
         flush=True,
     )
     # Access logs cost latency on every request; warnings and errors still show.
@@ -64,15 +66,17 @@ def run_server(
         sock.close()
 
 
-def load_classifier(model_dir: str | Path, backend: str = "torch") -> Any:
+def load_classifier(model_dir: str | Path, backend: str = "torch", device: str = "auto") -> Any:
     """`backend` as in NanoNetClassifier.from_pretrained, plus "onnx-int8" (quantized ONNX)."""
     from nanonet.models.classifier import NanoNetClassifier
 
     if backend not in BACKENDS:
         raise NanoNetError(f"Unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}.")
     if backend == "onnx-int8":
-        return NanoNetClassifier.from_pretrained(model_dir, backend="onnx", quantized=True)
-    return NanoNetClassifier.from_pretrained(model_dir, backend=backend)
+        return NanoNetClassifier.from_pretrained(
+            model_dir, backend="onnx", quantized=True, device=device
+        )
+    return NanoNetClassifier.from_pretrained(model_dir, backend=backend, device=device)
 
 
 def _set_threads(threads: int | None) -> None:
@@ -119,6 +123,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-texts", type=int, default=256, help="most texts per request")
     parser.add_argument("--max-chars", type=int, default=20000, help="most characters per text")
     parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    add_device_argument(parser)
 
 
 def serve_from_args(args: argparse.Namespace) -> int:
@@ -132,5 +137,6 @@ def serve_from_args(args: argparse.Namespace) -> int:
         max_texts=args.max_texts,
         max_chars=args.max_chars,
         threads=args.threads,
+        device=args.device,
     )
     return 0

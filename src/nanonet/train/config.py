@@ -15,6 +15,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from nanonet.errors import NanoNetError
+from nanonet.models.device import resolve_device
 from nanonet.models.peft import PEFT_MODES
 from nanonet.train.views import VIEWS
 
@@ -121,6 +122,9 @@ class TrainConfig:
     selection_tolerance: float = 0.01  # prefer a cheaper student within this agreement
     eval_batch_size: int = 64
     threads: int | None = None
+    # auto | cpu | cuda | cuda:N. auto: CUDA when PyTorch sees a GPU. On CUDA, settings left at
+    # their defaults take the GPU's (train/device_defaults.py); the saved config.yaml says which.
+    device: str = "auto"
 
 
 @dataclass
@@ -128,6 +132,15 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        # Keys set in a config file, by an override or a command-line flag: defaults that
+        # scale with the device never replace them. Not a field: it is not part of the YAML.
+        self.explicit: set[str] = set()
+
+    def mark_set(self, key: str) -> None:
+        """Record that the user chose `key` (section.name), e.g. from a command-line flag."""
+        self.explicit.add(key)
 
     def validate(self) -> None:
         """Every check a type check cannot do, before any data or model loads; one clear
@@ -180,6 +193,7 @@ class RunConfig:
         for key, value, low in rules:
             if value is not None and value < low:
                 raise NanoNetError(f"{key} must be at least {low}, not {value}.")
+        resolve_device(t.device, "train.device")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -189,7 +203,10 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
-        return _build(cls, raw or {}, "")
+        cfg: RunConfig = _build(cls, raw or {}, "")
+        for section, values in (raw or {}).items():
+            cfg.explicit.update(f"{section}.{name}" for name in values)
+        return cfg
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:
@@ -214,6 +231,7 @@ class RunConfig:
         merged = asdict(target)
         merged[name] = yaml.safe_load(value)
         setattr(self, section, _build(type(target), merged, section + "."))
+        self.mark_set(f"{section}.{name}")
 
 
 def read_yaml_mapping(

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from nanonet.data.batching import length_sorted_batches, pad_batch
+from nanonet.models.device import device_of
 from nanonet.models.encoder import EncoderClassifier
 
 Ids = list[list[int]]
@@ -24,7 +25,7 @@ class FrozenBottomCache:
     """Hidden states after the teacher's frozen layers, per split and text, filled on first use.
 
     Filled lazily, so a run that draws 2,000 of 5,000 unlabelled texts pays for 2,000.
-    Stored in fp16 (half the memory); converted back to fp32 per batch.
+    Stored in fp16 (half the memory) on the model's device; converted back to fp32 per batch.
     """
 
     def __init__(self, model: EncoderClassifier, ids: dict[str, Ids], pad_id: int, cut: int):
@@ -39,7 +40,8 @@ class FrozenBottomCache:
         missing = [i for i in idx if store[i] is None]
         if not missing:
             return
-        input_ids, mask = pad_batch([self.ids[split][i] for i in missing], self.pad_id)
+        ids = [self.ids[split][i] for i in missing]
+        input_ids, mask = pad_batch(ids, self.pad_id, device_of(self.model))
         backbone = self.model.backbone
         h = backbone.run_layers(backbone.embed(input_ids), mask, 0, self.cut)
         for row, i in enumerate(missing):
@@ -81,14 +83,15 @@ class TeacherTargets:
 
     def get(self, split: str, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """(sentence vectors, logits) of `idx` in `split`."""
-        index = torch.as_tensor(np.asarray(idx, dtype=np.int64))
-        return self.pooled[split][index], self.logits[split][index]
+        pooled = self.pooled[split]
+        index = torch.as_tensor(np.asarray(idx, dtype=np.int64)).to(pooled.device)
+        return pooled[index], self.logits[split][index]
 
 
 def pad_states(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(s.shape[0] for s in states)
-    hidden = torch.zeros(len(states), width, states[0].shape[1])
-    mask = torch.zeros(len(states), width, dtype=torch.long)
+    width, device = max(s.shape[0] for s in states), states[0].device
+    hidden = torch.zeros(len(states), width, states[0].shape[1], device=device)
+    mask = torch.zeros(len(states), width, dtype=torch.long, device=device)
     for row, s in enumerate(states):
         hidden[row, : s.shape[0]] = s.float()
         mask[row, : s.shape[0]] = 1

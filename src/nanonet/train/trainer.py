@@ -37,10 +37,12 @@ from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
 from nanonet.models.assets import encoder_dir, max_input_tokens
 from nanonet.models.classifier import NanoNetClassifier
+from nanonet.models.device import autocast, describe, full_precision, resolve_device
 from nanonet.models.students import parse_student_spec
 from nanonet.train import cohort
 from nanonet.train.cohort import Member
 from nanonet.train.config import RunConfig
+from nanonet.train.device_defaults import apply_device_defaults
 from nanonet.train.losses import (
     distillation_loss,
     embedding_loss,
@@ -88,6 +90,8 @@ class NanoNetTrainer:
         progress: bool = True,
     ) -> None:
         config.validate()
+        self.device = resolve_device(config.train.device, "train.device")
+        apply_device_defaults(config, self.device)
         if len(task.label_names) < 2:
             raise NanoNetError("Training needs at least two classes in the labelled data.")
         self.task = task
@@ -176,13 +180,19 @@ class NanoNetTrainer:
             if tc.use_teacher and tc.embed_kd_weight > 0 and tc.embed_kd_loss != "similarity":
                 s.projection = cohort.projection(model.backbone.hidden_size, width, init)
             self.students.append(s)
+        # Built and speed-screened on the CPU (the screen asks how fast a student reads on the
+        # CPU, what the kept student is for), then every member moves to the run's device.
+        for m in [self.teacher, *self.students]:
+            m.model.to_device(self.device)
+            if m.projection is not None:
+                m.projection.to(self.device)
 
     # ------------------------------------------------------------------ forward helpers --
     def teacher_pooled(self, split: str, idx: list[int], checkpoint: bool = False) -> torch.Tensor:
         """The teacher's sentence vectors, from its cached frozen bottom when there is one."""
         t = self.teacher
         if self.cache is None:
-            input_ids, mask = pad_batch([t.ids[split][i] for i in idx], t.pad_id)
+            input_ids, mask = pad_batch([t.ids[split][i] for i in idx], t.pad_id, self.device)
             return t.model.pooled_from(t.model.backbone.embed(input_ids), mask, 0, checkpoint)
         hidden, mask = self.cache.states(split, idx)
         return t.model.pooled_from(hidden, mask, self.teacher_cut, checkpoint)
@@ -195,7 +205,7 @@ class NanoNetTrainer:
         ids = [member.ids[split][i] for i in idx]
         mask_id = getattr(member.tokenizer, "mask_token_id", None)
         ids = apply_views(ids, member.view, self.cfg.train.view_rate, self.rng_views, mask_id)
-        pooled = member.model.embed_pooled(*pad_batch(ids, member.pad_id))
+        pooled = member.model.embed_pooled(*pad_batch(ids, member.pad_id, self.device))
         return StudentOut(pooled, member.model.classify(pooled))
 
     # ------------------------------------------------------------------ the method -------
@@ -237,8 +247,9 @@ class NanoNetTrainer:
             pooled = self.teacher_pooled(split, batch, checkpoint=width > CHECKPOINT_ABOVE)
             loss = pair_similarity_loss(pooled, y[batch])
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            with full_precision(self.device):
+                loss.backward()
+                opt.step()
             self._emit({"phase": "contrastive", "step": step, "teacher_pair": loss.item()}, bar)
 
     def teacher_warmup_step(
@@ -268,7 +279,7 @@ class NanoNetTrainer:
         if self.cache is not None:
             store = self.cache.store
             store["teacher"] = store["labelled"] + [store["unlabelled"][i] for i in chosen]
-        y = torch.cat([self.y, torch.tensor(labels, dtype=torch.long)])
+        y = torch.cat([self.y, torch.tensor(labels, dtype=torch.long, device=self.device)])
         self.teacher_contrastive_stage("teacher", y)
         lengths = [len(x) for x in t.ids["teacher"]]
         batches = bucketed_epochs(lengths, batch_size, self.rng_self_training)
@@ -340,8 +351,8 @@ class NanoNetTrainer:
         """Sum over students of supervised + distillation (logits and sentence vectors) +
         ramped mutual learning; each term's value goes into `logs`."""
         tc = self.cfg.train
-        total = torch.zeros(())
-        zero = torch.zeros(())
+        total = torch.zeros((), device=self.device)
+        zero = torch.zeros((), device=self.device)
         for k, s in enumerate(self.students):
             sup = supervised_loss(s_lab[k], y)
             out = s_unl[k]
@@ -370,13 +381,20 @@ class NanoNetTrainer:
     def _update(self, members: list[Member], loss: torch.Tensor) -> None:
         for m in members:
             m.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for m in members:
-            m.optimizer.step()
-            m.scheduler.step()
+        with full_precision(self.device):
+            loss.backward()
+            for m in members:
+                m.optimizer.step()
+                m.scheduler.step()
 
     # ------------------------------------------------------------------ run --------------
     def train(self) -> TrainResult:
+        """Every stage; forward passes under bf16 autocast on CUDA, fp32 on the CPU."""
+        log.info("training on %s", describe(self.device))
+        with autocast(self.device):
+            return self._train()
+
+    def _train(self) -> TrainResult:
         tc, mc = self.cfg.train, self.cfg.model
         if tc.threads:
             torch.set_num_threads(tc.threads)
@@ -394,7 +412,7 @@ class NanoNetTrainer:
         self.unlabelled, self.holdout = self._split_pool(np.random.default_rng(pool_seed))
         if not self.unlabelled:
             log.warning("no unlabelled text: students learn from the labels only")
-        self.y = torch.tensor(self.task.labelled_labels, dtype=torch.long)
+        self.y = torch.tensor(self.task.labelled_labels, dtype=torch.long, device=self.device)
         self._build_cohort()
         lab_bs, unl_bs = self._batch_sizes()
         distill_steps = 0
@@ -484,6 +502,7 @@ class NanoNetTrainer:
                 "speed_screen": self.speed_screen,
                 "train_seconds": train_seconds,
                 "distill_steps": distill_steps,
+                "device": describe(self.device),
             },
         )
         kept = self.students[kept_index]
@@ -571,24 +590,22 @@ class NanoNetTrainer:
         for s in self.students:
             s.model.eval()
             ids = s.ids["labelled"]
-            pooled = torch.cat(
-                [s.model.embed_pooled(*pad_batch([ids[i] for i in c], s.pad_id)) for c in chunks]
-            )
+            batches = [pad_batch([ids[i] for i in c], s.pad_id, self.device) for c in chunks]
+            pooled = torch.cat([s.model.embed_pooled(*b) for b in batches])
             s.model.init_head_from_centroids(pooled, y)
 
     @torch.no_grad()
     def _predict_split(self, member: Member, split: str) -> np.ndarray:
         if member is self.teacher and self.targets is not None and split in self.targets.logits:
-            return self.targets.logits[split].numpy()
+            return self.targets.logits[split].float().cpu().numpy()
         ids = member.ids[split]
         out = np.zeros((len(ids), self.num_labels), dtype=np.float32)
         for batch in length_sorted_batches([len(x) for x in ids], 64):
             if member is self.teacher:
-                out[batch] = self.teacher_logits(split, batch).numpy()
+                out[batch] = self.teacher_logits(split, batch).float().cpu().numpy()
             else:
-                out[batch] = member.model(
-                    *pad_batch([ids[i] for i in batch], member.pad_id)
-                ).numpy()
+                padded = pad_batch([ids[i] for i in batch], member.pad_id, self.device)
+                out[batch] = member.model(*padded).float().cpu().numpy()
         return out
 
     def _choose_student(self) -> tuple[int, dict[str, Any]]:

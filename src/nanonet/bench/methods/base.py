@@ -23,6 +23,7 @@ class RunContext:
     labels_per_class: int
     batch_size: int  # inference batch size (64 in the protocol)
     scratch: Path  # a private temporary folder, removed after the run
+    device: str = "cpu"  # cpu or cuda:N, resolved by the harness (`nanonet bench --device`)
 
 
 @dataclass

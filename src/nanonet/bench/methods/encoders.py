@@ -11,6 +11,7 @@ from transformers import PreTrainedModel
 
 from nanonet.data.batching import length_sorted_batches, pad_batch
 from nanonet.models.assets import encoder_dir
+from nanonet.models.device import autocast, device_of
 from nanonet.models.encoder import EncoderClassifier, load_hf_encoder
 from nanonet.models.students import parse_student_spec, select_layers, subset_layers
 
@@ -49,9 +50,11 @@ def embed(
 ) -> np.ndarray:
     """Mean-pooled last hidden states, in length-sorted batches (no compute on padding)."""
     model.eval()
+    device = device_of(model)
     ids = tokenize(tokenizer, texts, max_length)
     out = np.zeros((len(ids), model.backbone.hidden_size), dtype=np.float32)
-    for batch in length_sorted_batches([len(x) for x in ids], batch_size):
-        input_ids, mask = pad_batch([ids[i] for i in batch], tokenizer.pad_token_id)
-        out[batch] = model.embed_pooled(input_ids, mask).float().numpy()
+    with autocast(device):
+        for batch in length_sorted_batches([len(x) for x in ids], batch_size):
+            input_ids, mask = pad_batch([ids[i] for i in batch], tokenizer.pad_token_id, device)
+            out[batch] = model.embed_pooled(input_ids, mask).float().cpu().numpy()
     return out

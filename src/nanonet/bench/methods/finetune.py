@@ -21,6 +21,7 @@ from nanonet.data.batching import pad_batch
 from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
 from nanonet.models.classifier import NanoNetClassifier
+from nanonet.models.device import autocast, full_precision, resolve_device
 from nanonet.models.encoder import Backbone, EncoderClassifier
 from nanonet.models.peft import count_parameters, set_trainable
 from nanonet.train.losses import supervised_loss
@@ -34,12 +35,14 @@ def fit(task: Task, settings: dict[str, Any], ctx: RunContext) -> Trained:
     hf, tok = build_encoder(settings["student"])
     model = EncoderClassifier(Backbone(hf), len(task.label_names), dropout=settings["dropout"])
     set_trainable(model, "full")
+    device = resolve_device(ctx.device)
+    model.to_device(device)
     ids = tokenize(tok, task.labelled_texts, task.max_length)
-    y = torch.tensor(task.labelled_labels, dtype=torch.long)
+    y = torch.tensor(task.labelled_labels, dtype=torch.long, device=device)
     if settings["head_init"] == "centroid":
         model.eval()
-        with torch.no_grad():
-            pooled = model.embed_pooled(*pad_batch(ids, tok.pad_token_id))
+        with torch.no_grad(), autocast(device):
+            pooled = model.embed_pooled(*pad_batch(ids, tok.pad_token_id, device))
         model.init_head_from_centroids(pooled, y)
 
     batch_size = settings["batch_size"]
@@ -65,11 +68,13 @@ def fit(task: Task, settings: dict[str, Any], ctx: RunContext) -> Trained:
         order = rng.permutation(len(ids))
         for start in range(0, len(ids), batch_size):
             batch = order[start : start + batch_size].tolist()
-            logits = model(*pad_batch([ids[i] for i in batch], tok.pad_token_id))
-            loss = supervised_loss(logits, y[batch])
+            with autocast(device):  # bf16 forward on CUDA, fp32 on the CPU
+                logits = model(*pad_batch([ids[i] for i in batch], tok.pad_token_id, device))
+                loss = supervised_loss(logits, y[batch])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            with full_precision(device):
+                loss.backward()
+                optimizer.step()
             scheduler.step()
             losses.append(loss.item())
     model.eval()

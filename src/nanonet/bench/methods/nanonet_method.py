@@ -29,6 +29,7 @@ def run_config(task: Task, settings: dict[str, Any], ctx: RunContext) -> RunConf
     cfg.train.seed = ctx.seed
     cfg.train.threads = ctx.threads
     cfg.train.eval_batch_size = ctx.batch_size
+    cfg.train.device = ctx.device
     for override in settings["overrides"]:
         cfg.override(override)
     return cfg

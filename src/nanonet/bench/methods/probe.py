@@ -11,6 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from nanonet.bench.methods.base import RunContext, Trained
 from nanonet.bench.methods.encoders import build_encoder, embed
 from nanonet.data.task import Task
+from nanonet.models.device import resolve_device
 from nanonet.models.encoder import Backbone, EncoderClassifier
 from nanonet.models.peft import count_parameters
 
@@ -19,6 +20,7 @@ def fit(task: Task, settings: dict[str, Any], ctx: RunContext) -> Trained:
     hf, tok = build_encoder(settings["encoder"])
     # The head of this module is unused: only its backbone + mean pooling are called.
     model = EncoderClassifier(Backbone(hf), len(task.label_names), dropout=0.0).eval()
+    model.to_device(resolve_device(ctx.device))
     normalize = bool(settings["normalize"])
 
     def features_of(texts: list[str]) -> np.ndarray:

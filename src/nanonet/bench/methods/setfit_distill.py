@@ -68,7 +68,11 @@ def fit(task: Task, settings: dict[str, Any], ctx: RunContext) -> Trained:
     # The student first, so that a spec that cannot be built fails before the teacher trains.
     # (Its random draws, if any, do not reach the teacher: setfit's Trainer seeds everything.)
     student = load_setfit_model(
-        settings["student"], ctx.scratch / "student", task.max_length, settings["teacher"]
+        settings["student"],
+        ctx.scratch / "student",
+        task.max_length,
+        settings["teacher"],
+        ctx.device,
     )
     teacher = train_setfit(task, settings["teacher"], settings, ctx, name="teacher")
     args = TrainingArguments(

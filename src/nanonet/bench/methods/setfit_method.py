@@ -42,12 +42,19 @@ def require_setfit() -> None:
 
 
 def load_setfit_model(
-    spec: str, scratch: Path, max_length: int, teacher: str = "all-mpnet-base-v2"
+    spec: str,
+    scratch: Path,
+    max_length: int,
+    teacher: str = "all-mpnet-base-v2",
+    device: str | None = None,
 ) -> Any:
-    """An untrained SetFitModel on the body `spec`, truncating like every other method."""
+    """An untrained SetFitModel on the body `spec`, truncating like every other method.
+
+    On a CPU run the harness also hides the GPUs from this process, so that the
+    sentence-transformers trainer (which picks CUDA by itself) stays on the CPU too."""
     from setfit import SetFitModel
 
-    model = SetFitModel.from_pretrained(str(body_folder(spec, scratch, teacher)))
+    model = SetFitModel.from_pretrained(str(body_folder(spec, scratch, teacher)), device=device)
     model.model_body.max_seq_length = max_length
     return model
 
@@ -63,7 +70,7 @@ def train_setfit(
     from datasets import Dataset
     from setfit import Trainer, TrainingArguments
 
-    model = load_setfit_model(body, ctx.scratch / name, task.max_length)
+    model = load_setfit_model(body, ctx.scratch / name, task.max_length, device=ctx.device)
     args = TrainingArguments(
         output_dir=str(ctx.scratch / "checkpoints"),
         batch_size=settings["batch_size"],
