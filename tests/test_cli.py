@@ -228,13 +228,19 @@ def test_train_summary_records_seed_data_sizes_and_parameters(trained: Trained) 
 def test_train_log_has_one_json_object_per_step(trained: Trained) -> None:
     lines = (trained.out / "train_log.jsonl").read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines]
-    assert len(records) == CONTRASTIVE_STEPS + WARMUP_STEPS + STEPS
+    summary = json.loads((trained.out / "training_summary.json").read_text(encoding="utf-8"))
+    distill = summary["distill_steps"]
+    assert distill > 0  # stage 4 (students from the cached teacher) is on by default
+    assert len(records) == CONTRASTIVE_STEPS + WARMUP_STEPS + STEPS + distill
     phases = ["contrastive"] * CONTRASTIVE_STEPS + ["warmup"] * WARMUP_STEPS + ["train"] * STEPS
-    assert [r["phase"] for r in records] == phases
+    assert [r["phase"] for r in records] == [*phases, *["distill"] * distill]
     for record in records:
         assert isinstance(record["step"], int)
-        assert ("teacher_pair" if record["phase"] == "contrastive" else "teacher_sup") in record
-    assert all("loss" in r for r in records if r["phase"] == "train")
+        teacher_key = {"contrastive": "teacher_pair", "distill": "s0_kd"}.get(
+            record["phase"], "teacher_sup"
+        )
+        assert teacher_key in record
+    assert all("loss" in r for r in records if r["phase"] in ("train", "distill"))
 
 
 def test_train_config_yaml_holds_the_run_settings(trained: Trained) -> None:
