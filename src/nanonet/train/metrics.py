@@ -41,3 +41,9 @@ def evaluate(
 def agreement(a: np.ndarray, b: np.ndarray) -> float:
     """Fraction of rows where two logit/probability arrays pick the same class."""
     return float((a.argmax(-1) == b.argmax(-1)).mean()) if len(a) else 0.0
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of logits (numerically stable)."""
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)

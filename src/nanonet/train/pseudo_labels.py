@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nanonet.train.metrics import softmax
+
 
 def balanced_pseudo_labels(logits: np.ndarray, per_class: int) -> tuple[list[int], list[int]]:
     """Indices and labels of up to `per_class` texts per class: those the model predicts as that
@@ -12,8 +14,7 @@ def balanced_pseudo_labels(logits: np.ndarray, per_class: int) -> tuple[list[int
     The same number for every class, so that a class the model over-predicts cannot take over
     the labelled set (a global confidence threshold did, and drifted the teacher).
     """
-    z = logits - logits.max(-1, keepdims=True)
-    probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    probs = softmax(logits)
     pred, conf = probs.argmax(-1), probs.max(-1)
     chosen: list[int] = []
     labels: list[int] = []

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from nanonet.train.metrics import agreement
+from nanonet.train.metrics import agreement, softmax
 
 
 def choose_student(
@@ -52,8 +52,3 @@ def choose_student(
 
 def standard_error(x: np.ndarray) -> float:
     return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
