@@ -35,6 +35,7 @@ import numpy as np
 from nanonet.bench.environment import git_commit, machine
 
 ROOT = Path(__file__).resolve().parents[1]
+ABUSE_SECTION = "## Under abuse"
 SHORT_TEXT = "a gripping, beautifully shot film"
 # Used when the packaged rotten_tomatoes data is not installed.
 FALLBACK_TEXTS = [
@@ -112,7 +113,8 @@ def load_texts(limit: int = 500, max_chars: int = 200) -> list[str]:
 
 # ---------------------------------------------------------------------------- server --------
 @contextmanager
-def running_server(args: argparse.Namespace) -> Any:
+def running_server(args: argparse.Namespace, with_process: bool = False) -> Any:
+    """The server's URL (and its process, `with_process`) while it runs."""
     port = _free_port()
     cmd = [sys.executable, "-m", "nanonet.serve", "--model", args.model, "--port", str(port)]
     cmd += ["--backend", args.backend, "--max-batch", str(args.max_batch)]
@@ -124,7 +126,7 @@ def running_server(args: argparse.Namespace) -> Any:
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_for_health(url, proc, timeout=180)
-        yield url
+        yield (url, proc) if with_process else url
     finally:
         _stop(proc)
 
@@ -298,7 +300,10 @@ def write_results(results: dict[str, Any], args: argparse.Namespace) -> None:
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     md = Path(args.markdown)
     md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(markdown(results) + "\n", encoding="utf-8")
+    # benchmarks/loadtest_abuse.py writes its own section at the end: keep it
+    old = md.read_text(encoding="utf-8") if md.is_file() else ""
+    abuse = old[old.index(ABUSE_SECTION) :] if ABUSE_SECTION in old else ""
+    md.write_text(markdown(results) + "\n" + (f"\n{abuse}" if abuse else ""), encoding="utf-8")
     print(f"loadtest: wrote {out} and {md}")
 
 

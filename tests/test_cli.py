@@ -105,7 +105,7 @@ def _exit_code(argv: list[str]) -> int:
 
 def _leftovers(parent: Path) -> list[Path]:
     """Temporary folders of `nanonet train` (partial output, replaced old output)."""
-    return sorted([*parent.glob(".*.partial-*"), *parent.glob(".*.old-*")])
+    return sorted([*parent.glob(".*.partial*"), *parent.glob(".*.old-*")])
 
 
 def _run_console(*args: str) -> subprocess.CompletedProcess[str]:
@@ -560,7 +560,7 @@ def test_interrupted_overwrite_keeps_the_previous_model(
     assert _leftovers(tmp_path) == []
 
 
-def test_interrupt_while_saving_leaves_nothing(
+def test_interrupt_while_saving_leaves_no_model_folder_and_resumes(
     train_argv: TrainArgv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def half_save(self: NanoNetClassifier, path: str | Path) -> NoReturn:
@@ -571,7 +571,12 @@ def test_interrupt_while_saving_leaves_nothing(
     out = tmp_path / "out"
     assert main(train_argv(out)) == 130
     assert not out.exists()
+    # Only the run's state is left (its last checkpoint), and --resume finishes the model.
+    assert [p.name for p in _leftovers(tmp_path)] == [".out.partial"]
+    monkeypatch.undo()
+    assert main(["-q", "train", "--resume", "--out", str(out)]) == 0
     assert _leftovers(tmp_path) == []
+    NanoNetClassifier.from_pretrained(out)
 
 
 # ---------------------------------------------------------------------------- console script -

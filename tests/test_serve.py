@@ -115,6 +115,8 @@ def test_bad_requests_get_4xx_with_a_clear_message(
 def test_body_that_is_not_json(client: TestClient) -> None:
     r = client.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422 and "not valid JSON" in r.json()["detail"]
+    r = client.post("/predict", content=b"\xff\xfe{", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "not valid JSON" in r.json()["detail"]  # not UTF-8
     r = client.post("/predict", data={"text": "good"})  # a form post, as `curl -d` sends
     assert r.status_code == 422 and "Content-Type: application/json" in r.json()["detail"]
 

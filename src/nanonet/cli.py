@@ -37,10 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except OSError as exc:
         # Permission denied, disk full, ...: the user's environment, not a bug of ours.
-        print(
-            f"nanonet: error: {exc.strerror or exc} ({exc.filename or 'no file'}).", file=sys.stderr
-        )
+        print(f"nanonet: error: {_os_error(exc)}.", file=sys.stderr)
         return 2
+
+
+def _os_error(exc: OSError) -> str:
+    return f"{exc.strerror or exc} ({exc.filename or 'no file'})"
 
 
 # ---------------------------------------------------------------------------- parser ---------
@@ -70,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     add_device_argument(t, default=None)  # None: train.device of --config, else auto
     t.add_argument("--out", required=True, help="output folder for the kept student")
     t.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run of --out from its last checkpoint, same settings",
+    )
     t.add_argument("overrides", nargs="*", help="config overrides like train.temperature=3")
     t.set_defaults(func=cmd_train)
 
@@ -208,39 +215,154 @@ def _check_out(out: Path, overwrite: bool) -> None:
         )
 
 
+# Flags that choose a run's settings or data: a resumed run takes them from its saved config.
+RUN_FLAGS = [
+    "config",
+    "dataset",
+    "train_file",
+    "unlabeled_file",
+    "test_file",
+    "text_column",
+    "label_column",
+    "labels_per_class",
+    "max_unlabeled",
+    "seed",
+    "teacher",
+    "students",
+    "peft",
+    "steps",
+    "threads",
+    "device",
+    "overrides",
+]
+
+
+def run_state_folder(out: Path) -> Path:
+    """Where a run of `--out` keeps its config, log and checkpoints until it is done; renamed
+    to `out` at the end, so an interrupted run never leaves a half-written model folder."""
+    return out.with_name(f".{out.name}.partial")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from nanonet.models.model_folder import RUN_CONFIG_FILE, SUMMARY_FILE, TRAIN_LOG_FILE
+    from nanonet.train.checkpoint import Checkpoints
+    from nanonet.train.config import RunConfig
     from nanonet.train.run import fit, load_task
 
     out = Path(args.out).expanduser().resolve()
-    _check_out(out, args.overwrite)
-    cfg = _train_config(args)
+    state = run_state_folder(out)
+    checkpoint_dir = state / "checkpoints"
+    if args.resume:
+        _check_resume(args, out, state)
+        cfg = RunConfig.from_yaml(state / RUN_CONFIG_FILE)
+        saved = Checkpoints(checkpoint_dir, 0).latest()
+    else:
+        _check_out(out, args.overwrite)
+        if state.exists() and not args.overwrite:
+            raise NanoNetError(
+                f"An interrupted run of --out {out} left its checkpoints in {state}; pass "
+                "--resume to continue it, or --overwrite to start again."
+            )
+        cfg = _train_config(args)
+        saved = None
     task = load_task(cfg.data, cfg.train.seed)
     if not args.quiet:
         log.info("task: %s", json.dumps(task.summary()))
-    # Everything is written into a temporary sibling first and renamed at the end, so an
-    # interrupted or failed run never leaves a half-written model folder behind.
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    if saved is None:
+        shutil.rmtree(state, ignore_errors=True)
+        state.mkdir(parents=True)
+        cfg.to_yaml(state / RUN_CONFIG_FILE)
+    log_path = state / TRAIN_LOG_FILE
+    # A resumed log continues after the steps its checkpoint had reported.
+    kept_lines = _head_lines(log_path, saved["emitted"]) if saved else []
     try:
-        cfg.to_yaml(tmp / RUN_CONFIG_FILE)
-        with open(tmp / TRAIN_LOG_FILE, "w", encoding="utf-8") as steps_log:
+        with open(log_path, "w", encoding="utf-8") as steps_log:
+            steps_log.writelines(kept_lines)
 
             def on_step(logs: dict[str, float]) -> None:
+                # flushed per step: a killed run's log must hold every step its checkpoint has
                 steps_log.write(json.dumps(logs) + "\n")
+                steps_log.flush()
 
-            result = fit(cfg, task, on_step=on_step, progress=not args.quiet)
+            result = fit(
+                cfg,
+                task,
+                on_step=on_step,
+                progress=not args.quiet,
+                checkpoint_dir=checkpoint_dir,
+                resume=saved is not None,
+            )
         # Before the model: save_pretrained records the sha256 of the run files it finds.
-        (tmp / SUMMARY_FILE).write_text(json.dumps(result.report, indent=2), encoding="utf-8")
-        result.classifier.save_pretrained(tmp)
-        _replace_folder(tmp, out)
+        (state / SUMMARY_FILE).write_text(json.dumps(result.report, indent=2), encoding="utf-8")
+        result.classifier.save_pretrained(state)
+        shutil.rmtree(checkpoint_dir)  # only now: a failed save (disk full) can still resume
+        _replace_folder(state, out)
+    except KeyboardInterrupt:
+        if not Checkpoints(checkpoint_dir, 0).files():
+            shutil.rmtree(state, ignore_errors=True)
+            raise
+        print(
+            f"nanonet: interrupted; `nanonet train --resume --out {args.out}` continues from "
+            f"the last checkpoint (in {state}).",
+            file=sys.stderr,
+        )
+        return 130
+    except (NanoNetError, OSError) as exc:
+        # a full disk or a vanished file mid-run: the sentence also says how to continue
+        if not Checkpoints(checkpoint_dir, 0).files():
+            shutil.rmtree(state, ignore_errors=True)
+            raise
+        what = str(exc) if isinstance(exc, NanoNetError) else _os_error(exc)
+        raise NanoNetError(
+            f"{what.rstrip('.')}; the run's last checkpoint is kept in {state}: once the cause "
+            f"is fixed, `nanonet train --resume --out {args.out}` continues it."
+        ) from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if Checkpoints(checkpoint_dir, 0).files():
+            print(
+                f"nanonet: the run's last checkpoint is kept in {state}; once the cause below is "
+                f"fixed, `nanonet train --resume --out {args.out}` continues it.",
+                file=sys.stderr,
+            )
+        else:
+            shutil.rmtree(state, ignore_errors=True)
         raise
     print(format_report(result.report))
     print(f"\nsaved the kept student ({result.kept}) to {out}/")
     return 0
+
+
+def _check_resume(args: argparse.Namespace, out: Path, state: Path) -> None:
+    from nanonet.models.model_folder import RUN_CONFIG_FILE
+
+    given = [name for name in RUN_FLAGS if getattr(args, name) not in (None, [])]
+    if given:
+        flags = ", ".join(
+            "config overrides"
+            if n == "overrides"
+            else "--" + n.replace("_file", "").replace("_", "-")
+            for n in given
+        )
+        raise NanoNetError(
+            f"--resume continues the interrupted run with its saved settings; drop {flags}."
+        )
+    if args.overwrite:
+        raise NanoNetError("--resume continues a run and --overwrite starts it again; pass one.")
+    if not (state / RUN_CONFIG_FILE).is_file():
+        hint = " (it finished: the model is there)" if out.is_dir() else ""
+        raise NanoNetError(
+            f"Nothing to resume for --out {out}{hint}: no interrupted run's state in {state}."
+        )
+    if out.exists():
+        raise NanoNetError(f"{out} exists; move it away to resume the interrupted run into it.")
+
+
+def _head_lines(path: Path, n: int) -> list[str]:
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8") as f:
+        lines = [line for _, line in zip(range(n), f, strict=False)]
+    return [line for line in lines if line.endswith("\n")]
 
 
 def _replace_folder(src: Path, dst: Path) -> None:
@@ -321,6 +443,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress=not args.quiet and sys.stderr.isatty(),
         )
+    except OSError as exc:
+        # Disk full, quota, a read-only or vanished disk: the output keeps its whole rows.
+        raise NanoNetError(
+            f"{exc.strerror or exc} while writing {output}; it keeps the rows written so far: "
+            "fix the cause (e.g. free space), then re-run with --resume to continue."
+        ) from None
     except StreamInterrupted as exc:
         # main's "nothing was written" is wrong here: the output holds a valid prefix.
         print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,31 +52,62 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
     return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
 
 
-def bucketed_epochs(
-    lengths: Sequence[int], batch_size: int, rng: np.random.Generator, bucket_factor: int = 50
-) -> Iterator[list[int]]:
+class BucketedEpochs:
     """Endless training batches: shuffle, sort within large chunks by length, shuffle the batches.
 
     Sorting only within chunks of `bucket_factor` batches keeps batches random enough for
-    SGD while removing most padding.
+    SGD while removing most padding. An iterator with a `state()`, so that a resumed run
+    continues the epoch it was in (together with the state of `rng`, which it shares).
     """
-    n = len(lengths)
-    if n == 0:
-        return
-    lengths_arr = np.asarray(lengths)
-    batch_size = min(batch_size, n)
-    while True:
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        rng: np.random.Generator,
+        bucket_factor: int = 50,
+    ) -> None:
+        self.lengths = np.asarray(lengths)
+        self.batch_size = min(batch_size, len(lengths))
+        self.rng, self.bucket_factor = rng, bucket_factor
+        self.epoch: list[list[int]] = []
+        self.position = 0
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return self
+
+    def __next__(self) -> list[int]:
+        if len(self.lengths) == 0:
+            raise StopIteration
+        if self.position == len(self.epoch):
+            self.epoch, self.position = self._new_epoch(), 0
+        self.position += 1
+        return self.epoch[self.position - 1]
+
+    def _new_epoch(self) -> list[list[int]]:
+        n, rng = len(self.lengths), self.rng
         perm = rng.permutation(n)
-        chunk = batch_size * bucket_factor
+        chunk = self.batch_size * self.bucket_factor
         batches: list[list[int]] = []
         for start in range(0, n, chunk):
             part = perm[start : start + chunk]
-            part = part[np.argsort(lengths_arr[part], kind="stable")]
+            part = part[np.argsort(self.lengths[part], kind="stable")]
             batches.extend(
-                part[i : i + batch_size].tolist() for i in range(0, len(part), batch_size)
+                part[i : i + self.batch_size].tolist() for i in range(0, len(part), self.batch_size)
             )
-        for b in rng.permutation(len(batches)):
-            yield batches[b]
+        return [batches[b] for b in rng.permutation(len(batches))]
+
+    def state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.epoch, self.position = [list(b) for b in state["epoch"]], int(state["position"])
+
+
+def bucketed_epochs(
+    lengths: Sequence[int], batch_size: int, rng: np.random.Generator, bucket_factor: int = 50
+) -> BucketedEpochs:
+    return BucketedEpochs(lengths, batch_size, rng, bucket_factor)
 
 
 def pair_batch(labels: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[int]:

@@ -14,8 +14,10 @@ from typing import Any, Protocol
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nanonet import __version__
 from nanonet.serve.batching import BatcherStopped, MicroBatcher, PredictionFailed
@@ -96,6 +98,8 @@ def create_app(
     app.state.batcher = batcher  # tests and /metadata read batcher.stats
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    # Starlette's class: FastAPI raises that one, not its subclass, for an undecodable body.
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     model = {
         "name": name or str(classifier.summary.get("student", "nanonet")),
         "backend": backend or str(getattr(classifier, "backend", "torch")),
@@ -167,6 +171,18 @@ def to_predictions(proba: np.ndarray, labels: list[str]) -> list[dict[str, Any]]
         {"label": labels[b], "probabilities": dict(zip(labels, row, strict=True))}
         for b, row in zip(best, proba.tolist(), strict=True)
     ]
+
+
+# FastAPI's answer to a body it cannot decode at all (e.g. bytes that are not UTF-8).
+_UNPARSEABLE = "There was an error parsing the body"
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:
+    if exc.status_code == 400 and exc.detail == _UNPARSEABLE:
+        # The same status and sentence as any other body that is not JSON.
+        detail = "The request body is not valid JSON (UTF-8 text is expected)."
+        return JSONResponse({"detail": detail}, status_code=422)
+    return await http_exception_handler(request, exc)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

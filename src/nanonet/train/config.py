@@ -129,6 +129,9 @@ class TrainConfig:
     # auto | cpu | cuda | cuda:N. auto: CUDA when PyTorch sees a GPU. On CUDA, settings left at
     # their defaults take the GPU's (train/device_defaults.py); the saved config.yaml says which.
     device: str = "auto"
+    # Steps between checkpoints of a run given a checkpoint folder (`nanonet train` always
+    # gives one); they are also written at each stage boundary. 0: at stage boundaries only.
+    checkpoint_every: int = 100
 
 
 @dataclass
@@ -193,6 +196,7 @@ class RunConfig:
             ("train.view_rate", t.view_rate, 0.0),
             ("train.teacher_pseudo_per_class", t.teacher_pseudo_per_class, 0),
             ("train.selection_tolerance", t.selection_tolerance, 0.0),
+            ("train.checkpoint_every", t.checkpoint_every, 0),
         ]
         for key, value, low in rules:
             if value is not None and value < low:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -10,6 +11,7 @@ from nanonet.data.budget import task_from_files
 from nanonet.data.builtin import BUILTIN_DATASETS, builtin_task
 from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
+from nanonet.train.checkpoint import Checkpoints
 from nanonet.train.config import DataConfig, RunConfig
 from nanonet.train.trainer import NanoNetTrainer, TrainResult
 
@@ -56,8 +58,22 @@ def fit(
     task: Task | None = None,
     on_step: Callable[[dict[str, float]], None] | None = None,
     progress: bool = True,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
 ) -> TrainResult:
-    """Run NanoNet. Without a task, the one described by `config.data` is loaded."""
+    """Run NanoNet. Without a task, the one described by `config.data` is loaded.
+
+    With `checkpoint_dir`, checkpoints are written there as the run goes (the last two are
+    kept); with `resume=True` too, the run continues from the newest of them.
+    """
     config = config or RunConfig()
     task = task or load_task(config.data, config.train.seed)
-    return NanoNetTrainer(task, config, on_step=on_step, progress=progress).train()
+    checkpoints = None
+    if checkpoint_dir is not None:
+        checkpoints = Checkpoints(Path(checkpoint_dir), config.train.checkpoint_every)
+    elif resume:
+        raise NanoNetError("resume=True needs the checkpoint_dir of the interrupted run.")
+    trainer = NanoNetTrainer(
+        task, config, on_step=on_step, progress=progress, checkpoints=checkpoints, resume=resume
+    )
+    return trainer.train()

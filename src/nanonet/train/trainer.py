@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +43,15 @@ from nanonet.models.classifier import NanoNetClassifier
 from nanonet.models.device import autocast, describe, full_precision, resolve_device
 from nanonet.models.students import parse_student_spec
 from nanonet.train import cohort
+from nanonet.train.checkpoint import (
+    STAGES,
+    Checkpoints,
+    load_rng_states,
+    load_trainable_state,
+    rng_states,
+    task_fingerprint,
+    trainable_state,
+)
 from nanonet.train.cohort import Member
 from nanonet.train.config import RunConfig
 from nanonet.train.device_defaults import apply_device_defaults
@@ -88,7 +100,11 @@ class NanoNetTrainer:
         config: RunConfig,
         on_step: Callable[[dict[str, Any]], None] | None = None,
         progress: bool = True,
+        checkpoints: Checkpoints | None = None,
+        resume: bool = False,
     ) -> None:
+        """With `checkpoints`, the run writes checkpoints as it goes; with `resume` too, it
+        continues from the newest one (an error if there is none)."""
         config.validate()
         self.device = resolve_device(config.train.device, "train.device")
         apply_device_defaults(config, self.device)
@@ -106,6 +122,32 @@ class NanoNetTrainer:
         self.student_length = config.train.student_max_length or self.train_length
         self._check_lengths()
         self.targets: TeacherTargets | None = None
+        self.checkpoints = checkpoints
+        self.resumed: dict[str, Any] | None = None
+        if resume:
+            self.resumed = checkpoints.latest() if checkpoints is not None else None
+            if self.resumed is None:
+                raise NanoNetError("There is no checkpoint to resume from; start the run again.")
+            if self.resumed["task"] != task_fingerprint(task):
+                raise NanoNetError(
+                    "The data differ from those of the interrupted run (a file changed?); "
+                    "start the run again with --overwrite."
+                )
+            if self.resumed["config"] != config.to_dict():
+                raise NanoNetError(
+                    "The settings differ from those of the interrupted run; resume with its "
+                    "saved config.yaml, or start again with --overwrite."
+                )
+        # (stage, steps of it done) to continue from; None once reached
+        self.resume_at: tuple[str, int] | None = None
+        if self.resumed is not None:
+            stage, step = self.resumed["position"]
+            self.resume_at = (str(stage), int(step))
+        self.emitted = 0  # steps reported through on_step (a resumed log continues after them)
+        self.stop_requested = False
+        self.in_loop = False
+        self.pair_opt: torch.optim.Optimizer | None = None
+        self.unl_iter: Any = None
 
     def read_length(self, member: Member) -> int:
         """Tokens `member` reads at prediction: the teacher the dataset's length, a student
@@ -158,25 +200,21 @@ class NanoNetTrainer:
         name = f"teacher ({mc.teacher})"
         self.teacher = cohort.member(name, model, tok, texts, self.train_length)
         sample = (self.holdout or self.unlabelled or self.task.labelled_texts)[:64]
-        specs, self.speed_screen = cohort.fast_enough_students(
-            list(mc.students),
-            mc.min_speedup,
-            self.teacher,
-            self.max_length,
-            self.student_length,
-            self.task.label_names,
-            sample,
-            tc.eval_batch_size,
-            hf,
-            tok,
-        )
+        if self.resumed is not None:  # the cohort the interrupted run screened, not a new draw
+            specs, self.speed_screen = list(self.resumed["students"]), self.resumed["speed_screen"]
+        else:
+            specs, self.speed_screen = self._screen(sample, hf, tok)
+        self.student_specs = specs
         views = tc.views or ["none"]
         width = self.teacher.model.backbone.hidden_size
         init = torch.Generator().manual_seed(tc.seed)
         self.students = []
         for k, spec_text in enumerate(specs):
-            model, tok, name = cohort.build_student(spec_text, mc, self.num_labels, hf, tok)
-            s = cohort.member(name, model, tok, texts, self.train_length, views[k % len(views)])
+            # Its own name for the tokenizer: `tok` stays the teacher's, which the next
+            # student cut from the teacher needs (reusing it gave teacher:bottom1 MiniLM's
+            # tokenizer whenever a MiniLM student came first).
+            model, s_tok, name = cohort.build_student(spec_text, mc, self.num_labels, hf, tok)
+            s = cohort.member(name, model, s_tok, texts, self.train_length, views[k % len(views)])
             if tc.use_teacher and tc.embed_kd_weight > 0 and tc.embed_kd_loss != "similarity":
                 s.projection = cohort.projection(model.backbone.hidden_size, width, init)
             self.students.append(s)
@@ -186,6 +224,21 @@ class NanoNetTrainer:
             m.model.to_device(self.device)
             if m.projection is not None:
                 m.projection.to(self.device)
+
+    def _screen(self, sample: list[str], hf: Any, tok: Any) -> tuple[list[str], list[Any]]:
+        mc = self.cfg.model
+        return cohort.fast_enough_students(
+            list(mc.students),
+            mc.min_speedup,
+            self.teacher,
+            self.max_length,
+            self.student_length,
+            self.task.label_names,
+            sample,
+            self.cfg.train.eval_batch_size,
+            hf,
+            tok,
+        )
 
     # ------------------------------------------------------------------ forward helpers --
     def teacher_pooled(self, split: str, idx: list[int], checkpoint: bool = False) -> torch.Tensor:
@@ -210,7 +263,11 @@ class NanoNetTrainer:
 
     # ------------------------------------------------------------------ the method -------
     def teacher_contrastive_stage(
-        self, split: str = "labelled", y: torch.Tensor | None = None
+        self,
+        opt: torch.optim.Optimizer | None,
+        split: str = "labelled",
+        y: torch.Tensor | None = None,
+        phase: str = "contrastive",
     ) -> None:
         """Stage 1: the teacher's trainable biases learn to separate the classes (SetFit-style).
 
@@ -220,23 +277,11 @@ class NanoNetTrainer:
         """
         tc = self.cfg.train
         y = self.y if y is None else y
-        if tc.teacher_contrastive_steps == 0 or len(y) < 2:
+        if opt is None or len(y) < 2:
             return
-        params = [
-            p
-            for n, p in self.teacher.model.named_parameters()
-            if p.requires_grad and not n.startswith("head.")
-        ]
-        if not params:
-            return
-        opt = torch.optim.AdamW(params, lr=tc.teacher_contrastive_lr, weight_decay=0.0)
         labels = y.tolist()
-        bar = tqdm(
-            range(tc.teacher_contrastive_steps),
-            desc="teacher: contrastive stage",
-            disable=not self.progress,
-        )
-        for step in bar:
+
+        def step(_: int) -> dict[str, float]:
             batch = pair_batch(labels, tc.contrastive_batch_size, self.rng_pairs)
             # The pair loss needs every text of the batch at once, and unlike the training
             # batches this one does not shrink for long texts: on 20newsgroups read at 256
@@ -250,7 +295,21 @@ class NanoNetTrainer:
             with full_precision(self.device):
                 loss.backward()
                 opt.step()
-            self._emit({"phase": "contrastive", "step": step, "teacher_pair": loss.item()}, bar)
+            return {"teacher_pair": loss.item()}
+
+        self._loop(phase, tc.teacher_contrastive_steps, step, phase == "contrastive")
+
+    def _pair_optimizer(self) -> torch.optim.Optimizer | None:
+        """Stage 1's optimiser: the teacher's trainable weights below its head."""
+        tc = self.cfg.train
+        params = [
+            p
+            for n, p in self.teacher.model.named_parameters()
+            if p.requires_grad and not n.startswith("head.")
+        ]
+        if tc.teacher_contrastive_steps == 0 or not params:
+            return None
+        return torch.optim.AdamW(params, lr=tc.teacher_contrastive_lr, weight_decay=0.0)
 
     def teacher_warmup_step(
         self, lab: list[int], split: str = "labelled", y: torch.Tensor | None = None
@@ -261,7 +320,7 @@ class NanoNetTrainer:
         self._update([self.teacher], loss)
         return {"teacher_sup": loss.item()}
 
-    def teacher_self_training(self, batch_size: int, started: float) -> None:
+    def teacher_self_training(self, batch_size: int) -> None:
         """Stage 2b: stages 1-2 again on the labels plus the warmed-up teacher's most confident
         pool texts per class (`train.teacher_pseudo_per_class`). The teacher then starts
         stage 3 having read more of the task than the labelled budget shows."""
@@ -280,14 +339,17 @@ class NanoNetTrainer:
             store = self.cache.store
             store["teacher"] = store["labelled"] + [store["unlabelled"][i] for i in chosen]
         y = torch.cat([self.y, torch.tensor(labels, dtype=torch.long, device=self.device)])
-        self.teacher_contrastive_stage("teacher", y)
+        # Not resumable step by step: a resumed run repeats the whole of self-training from
+        # the checkpoint written before it.
+        opt = self._pair_optimizer()
+        self.teacher_contrastive_stage(opt, "teacher", y, "self-training contrastive")
         lengths = [len(x) for x in t.ids["teacher"]]
         batches = bucketed_epochs(lengths, batch_size, self.rng_self_training)
         self._loop(
             "self-training",
             tc.teacher_warmup_steps,
             lambda _: self.teacher_warmup_step(next(batches), "teacher", y),
-            started,
+            resumable=False,
         )
 
     def nanonet_step(self, step: int, lab: list[int], unl: list[int]) -> dict[str, float]:
@@ -391,7 +453,7 @@ class NanoNetTrainer:
     def train(self) -> TrainResult:
         """Every stage; forward passes under bf16 autocast on CUDA, fp32 on the CPU."""
         log.info("training on %s", describe(self.device))
-        with autocast(self.device):
+        with autocast(self.device), self._stop_on_ctrl_c():
             return self._train()
 
     def _train(self) -> TrainResult:
@@ -407,7 +469,7 @@ class NanoNetTrainer:
         self.rng_self_training = np.random.default_rng(self_seed)
         self.rng_views = np.random.default_rng(view_seed)
         self.rng_pairs = np.random.default_rng(pair_seed)
-        started = time.perf_counter()
+        self.started = time.perf_counter()
 
         self.unlabelled, self.holdout = self._split_pool(np.random.default_rng(pool_seed))
         if not self.unlabelled:
@@ -429,62 +491,71 @@ class NanoNetTrainer:
         )
         for s in self.students:
             cohort.make_optimizer(s, tc.steps + distill_steps, tc.lr_bias, tc.lr_head, mc.peft, tc)
+        self.pair_opt = self._pair_optimizer()
         log_parameters([self.teacher, *self.students])
         self.teacher.model.eval()  # no dropout: see cohort.build_teacher
         self.cache = None
         if self.teacher_cut > 0:
             t = self.teacher
             self.cache = FrozenBottomCache(t.model, t.ids, t.pad_id, self.teacher_cut)
-
-        # Phase marks in the log: a run stopped by a time limit still shows where time went.
-        self._phase("teacher contrastive stage", started)
-        self.teacher_contrastive_stage()
-        self._init_heads()
-        self._phase("teacher warm-up", started)
-        lab_iter = bucketed_epochs(
+        self.lab_iter = bucketed_epochs(
             [len(x) for x in self.teacher.ids["labelled"]], lab_bs, self.rng_batches
         )
-        unl_iter: Iterator[list[int]] | None = None
         if self.unlabelled:
-            unl_iter = bucketed_epochs(
+            self.unl_iter = bucketed_epochs(
                 [len(x) for x in self.teacher.ids["unlabelled"]], unl_bs, self.rng_batches
             )
+        if self.resumed is not None:
+            self._restore(self.resumed)
+
+        # Phase marks in the log: a run stopped by a time limit still shows where time went.
+        if self._runs("contrastive"):
+            self._phase("teacher contrastive stage")
+            self.teacher_contrastive_stage(self.pair_opt)
+            self._init_heads()
         for s in self.students:
             s.model.train()
         self._loop(
             "warmup",
             tc.teacher_warmup_steps,
-            lambda _: self.teacher_warmup_step(next(lab_iter)),
-            started,
+            lambda _: self.teacher_warmup_step(next(self.lab_iter)),
         )
-        if self_training:
-            self.teacher_self_training(lab_bs, started)
-        if unl_iter is None:
-            self._loop(
-                "train", tc.steps, lambda _: self._supervised_only_step(next(lab_iter)), started
-            )
+        if self_training and self._runs("self-training"):
+            self._checkpoint("self-training", 0)
+            self.teacher_self_training(lab_bs)
+        if self.unl_iter is None:
+            self._loop("train", tc.steps, lambda _: self._supervised_only_step(next(self.lab_iter)))
         else:
             self._loop(
                 "train",
                 tc.steps,
-                lambda step: self.nanonet_step(step, next(lab_iter), next(unl_iter)),
-                started,
+                lambda step: self.nanonet_step(step, next(self.lab_iter), next(self.unl_iter)),
             )
         if distill_steps:
-            self._phase("caching the adapted teacher's outputs", started)
+            # Also when resuming past stage 4: the kept student is chosen against these outputs.
+            self._phase("caching the adapted teacher's outputs")
             self._cache_targets()
             self._loop(
                 "distill",
                 distill_steps,
-                lambda _: self.distill_step(next(lab_iter), next(unl_iter)),
-                started,
+                lambda _: self.distill_step(next(self.lab_iter), next(self.unl_iter)),
             )
-        train_seconds = time.perf_counter() - started
-        self._phase("choosing the kept student", started)
+        train_seconds = time.perf_counter() - self.started
+        if self._runs("done"):
+            self._checkpoint("done", 0)
+        self._phase("choosing the kept student")
 
         for m in [self.teacher, *self.students]:
             m.model.eval()
         kept_index, selection = self._choose_student()
+        extra: dict[str, Any] = {
+            "speed_screen": self.speed_screen,
+            "train_seconds": train_seconds,
+            "distill_steps": distill_steps,
+            "device": describe(self.device),
+        }
+        if self.checkpoints is not None:
+            extra["checkpoints"] = self.checkpoints.summary()
         report = build_report(
             self.task,
             self.cfg,
@@ -498,12 +569,7 @@ class NanoNetTrainer:
                 "unlabelled": len(self.unlabelled),
                 "holdout": len(self.holdout),
             },
-            {
-                "speed_screen": self.speed_screen,
-                "train_seconds": train_seconds,
-                "distill_steps": distill_steps,
-                "device": describe(self.device),
-            },
+            extra,
         )
         kept = self.students[kept_index]
         clf = NanoNetClassifier(
@@ -516,14 +582,132 @@ class NanoNetTrainer:
         return TrainResult(classifier=clf, kept=kept.name, report=report)
 
     def _loop(
-        self, phase: str, steps: int, step_fn: Callable[[int], dict[str, float]], started: float
+        self,
+        phase: str,
+        steps: int,
+        step_fn: Callable[[int], dict[str, float]],
+        resumable: bool = True,
     ) -> None:
-        if steps == 0:
+        """`steps` steps of `phase`. A resumable phase is skipped when a resumed run's
+        checkpoint lies past it, starts where the checkpoint stopped, and writes checkpoints
+        at its start, every `train.checkpoint_every` steps and when Ctrl-C asks to stop."""
+        first = 0
+        if resumable:
+            if not self._runs(phase):
+                return
+            if self.resume_at is not None and self.resume_at[0] == phase:
+                first = self.resume_at[1]
+            self.resume_at = None
+        if steps == 0 or first >= steps:
             return
-        self._phase(f"{phase} ({steps} steps)", started)
-        bar = tqdm(range(steps), desc=phase, disable=not self.progress)
-        for step in bar:
-            self._emit({"phase": phase, "step": step, **step_fn(step)}, bar)
+        self._phase(f"{phase} ({steps} steps)" + (f" from step {first}" if first else ""))
+        if resumable and first == 0:
+            self._checkpoint(phase, 0)
+        bar = tqdm(
+            range(first, steps), desc=phase, total=steps, initial=first, disable=not self.progress
+        )
+        self.in_loop = resumable
+        try:
+            for step in bar:
+                self._emit({"phase": phase, "step": step, **step_fn(step)}, bar)
+                if not resumable:
+                    continue
+                if self.stop_requested:
+                    self._checkpoint(phase, step + 1)
+                    raise KeyboardInterrupt
+                if self.checkpoints is not None and self.checkpoints.due(step + 1):
+                    self._checkpoint(phase, step + 1)
+        finally:
+            self.in_loop = False
+
+    def _runs(self, stage: str) -> bool:
+        """Whether `stage` still has work: not when a resumed run's checkpoint lies past it."""
+        if self.resume_at is None:
+            return True
+        return STAGES.index(stage) >= STAGES.index(self.resume_at[0])
+
+    # ------------------------------------------------------------------ checkpoints ------
+    def _rngs(self) -> dict[str, np.random.Generator]:
+        return {
+            "batches": self.rng_batches,
+            "views": self.rng_views,
+            "pairs": self.rng_pairs,
+            "self_training": self.rng_self_training,
+        }
+
+    def _checkpoint(self, stage: str, step: int) -> None:
+        if self.checkpoints is None:
+            return
+        members = []
+        for m in [self.teacher, *self.students]:
+            assert m.optimizer is not None and m.scheduler is not None
+            members.append(
+                {
+                    "params": trainable_state(m.model),
+                    "projection": trainable_state(m.projection) if m.projection else None,
+                    "optimizer": m.optimizer.state_dict(),
+                    "scheduler": m.scheduler.state_dict(),
+                }
+            )
+        path = self.checkpoints.save(
+            {
+                "position": [stage, step],
+                "emitted": self.emitted,
+                "elapsed": time.perf_counter() - self.started,
+                "task": task_fingerprint(self.task),
+                "config": self.cfg.to_dict(),
+                "students": self.student_specs,
+                "speed_screen": self.speed_screen,
+                "members": members,
+                "pair_optimizer": self.pair_opt.state_dict() if self.pair_opt else None,
+                "rngs": rng_states(self._rngs()),
+                "batches": {
+                    "labelled": self.lab_iter.state(),
+                    "unlabelled": self.unl_iter.state() if self.unl_iter is not None else None,
+                },
+            }
+        )
+        log.debug("checkpoint %s (%s, step %d)", path.name, stage, step)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        for m, saved in zip([self.teacher, *self.students], state["members"], strict=True):
+            assert m.optimizer is not None and m.scheduler is not None
+            load_trainable_state(m.model, saved["params"])
+            if m.projection is not None:
+                load_trainable_state(m.projection, saved["projection"])
+            m.optimizer.load_state_dict(saved["optimizer"])
+            m.scheduler.load_state_dict(saved["scheduler"])
+        if self.pair_opt is not None:
+            self.pair_opt.load_state_dict(state["pair_optimizer"])
+        load_rng_states(self._rngs(), state["rngs"])
+        self.lab_iter.load_state(state["batches"]["labelled"])
+        if self.unl_iter is not None:
+            self.unl_iter.load_state(state["batches"]["unlabelled"])
+        self.emitted = int(state["emitted"])
+        self.started = time.perf_counter() - float(state["elapsed"])
+        stage, step = state["position"]
+        log.info("resuming at %s, step %d (%.0f s into the run)", stage, step, state["elapsed"])
+
+    @contextmanager
+    def _stop_on_ctrl_c(self) -> Iterator[None]:
+        """With checkpoints, a first Ctrl-C during a stage finishes the step, writes a
+        checkpoint and stops (KeyboardInterrupt); a second one, or one outside a stage, stops
+        at once, leaving the last checkpoint."""
+        if self.checkpoints is None or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            if self.stop_requested or not self.in_loop:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            log.warning("stopping after this step to write a checkpoint (Ctrl-C again: at once)")
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _cache_targets(self) -> None:
         """The adapted teacher's outputs for the pool, once; its frozen-bottom cache is then
@@ -552,9 +736,8 @@ class NanoNetTrainer:
         )
         return lab, unl
 
-    @staticmethod
-    def _phase(name: str, started: float) -> None:
-        log.info("%s (at %.0f s)", name, time.perf_counter() - started)
+    def _phase(self, name: str) -> None:
+        log.info("%s (at %.0f s)", name, time.perf_counter() - self.started)
 
     def _supervised_only_step(self, lab: list[int]) -> dict[str, float]:
         y = self.y[lab]
@@ -565,6 +748,7 @@ class NanoNetTrainer:
         return {"loss": loss.item()}
 
     def _emit(self, logs: dict[str, Any], bar: Any) -> None:
+        self.emitted += 1
         if self.on_step is not None:
             self.on_step(logs)
         if logs["step"] % 5 == 0:
