@@ -119,6 +119,24 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--quantize", help="also write a dynamically quantized model: int8")
     x.set_defaults(func=cmd_export)
 
+    g = sub.add_parser("suggest", help="choose which texts of a pool to label next")
+    g.add_argument("--unlabeled", "--unlabelled", dest="pool", required=True, help="the pool")
+    g.add_argument("--n", type=int, default=40, help="how many texts to suggest (default 40)")
+    g.add_argument(
+        "--model",
+        help="a trained model folder: suggest what it is least sure of (default: cover the pool)",
+    )
+    g.add_argument("--encoder", default="all-mpnet-base-v2", help="embeds the pool (no --model)")
+    g.add_argument("--labeled", "--labelled", dest="labeled", help="texts already labelled: skip")
+    g.add_argument("--text-column", default="text")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument(
+        "--max-candidates", type=int, default=20_000, help="pool texts considered (a sample)"
+    )
+    g.add_argument("--out", required=True, help="CSV to write: row, text, label (empty), ...")
+    g.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    g.set_defaults(func=cmd_suggest)
+
     from nanonet.serve.server import add_serve_arguments, serve_from_args
 
     s = sub.add_parser("serve", help="serve a saved model over HTTP (FastAPI + uvicorn)")
@@ -406,6 +424,50 @@ def format_report(report: dict[str, Any]) -> str:
         f"kept student chosen by {s['selection']}"
     )
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- suggest --------
+def cmd_suggest(args: argparse.Namespace) -> int:
+    import csv
+
+    from nanonet.data.stream_readers import iter_texts
+    from nanonet.label.suggest import suggest
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".csv":
+        raise NanoNetError(f"--out must end in .csv, not '{out.suffix}'.")
+    if out.exists() and not args.overwrite:
+        raise NanoNetError(f"{out} already exists; choose another --out or pass --overwrite.")
+    _check_parent(out, "--out")
+    done: set[str] = set()
+    if args.labeled:
+        for chunk in iter_texts(args.labeled, args.text_column, 4096):
+            done.update(chunk)
+    picks = suggest(
+        args.pool,
+        args.n,
+        model_dir=args.model,
+        encoder=args.encoder,
+        text_column=args.text_column,
+        seed=args.seed,
+        max_candidates=args.max_candidates,
+        exclude=done,
+        progress=not args.quiet,
+    )
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["row", "text", "label", "score", "reason"])
+            w.writerows([p.row, p.text, "", p.score, p.reason] for p in picks)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(
+        f"wrote {len(picks)} texts to label to {out}: fill in its 'label' column, then "
+        f"`nanonet train --train {out} --unlabeled {args.pool} --out model/`."
+    )
+    return 0
 
 
 # ---------------------------------------------------------------------------- predict --------
