@@ -23,7 +23,7 @@ from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
 from nanonet.serve import create_app, load_classifier, run_server
 from nanonet.serve.__main__ import main as serve_main
 from nanonet.serve.batching import MicroBatcher
-from nanonet.serve.server import _bind
+from nanonet.serve.server import bind_socket
 
 LABELS = ["neg", "pos"]
 
@@ -244,12 +244,12 @@ def test_settings_and_loading_errors_are_user_errors(
         load_classifier(tmp_path / "missing")
     with pytest.raises(NanoNetError, match="Unknown backend"):
         load_classifier(tmp_path, backend="tensorflow")
-    taken = _bind("127.0.0.1", 0)
+    taken = bind_socket("127.0.0.1", 0)
     assert taken.proto == socket.IPPROTO_TCP  # else asyncio leaves TCP_NODELAY off
     taken.listen()
     try:
         with pytest.raises(NanoNetError, match="Cannot listen"):
-            _bind("127.0.0.1", taken.getsockname()[1])
+            bind_socket("127.0.0.1", taken.getsockname()[1])
     finally:
         taken.close()
 

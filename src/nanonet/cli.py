@@ -137,6 +137,25 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     g.set_defaults(func=cmd_suggest)
 
+    lb = sub.add_parser("label", help="label suggested texts on a local web page")
+    lb.add_argument("--unlabeled", "--unlabelled", dest="pool", required=True, help="the pool")
+    lb.add_argument("--labels", required=True, help="CSV the answers go to (text,label)")
+    lb.add_argument("--classes", help="class names, comma-separated (e.g. pos,neg)")
+    lb.add_argument("--n", type=int, default=40, help="texts per round (default 40)")
+    lb.add_argument("--model", help="a trained model: first round asks what it is least sure of")
+    lb.add_argument("--encoder", default="all-mpnet-base-v2", help="embeds the pool (no --model)")
+    lb.add_argument("--text-column", default="text")
+    lb.add_argument("--seed", type=int, default=0)
+    lb.add_argument("--host", default="127.0.0.1")
+    lb.add_argument("--port", type=int, default=8765)
+    lb.add_argument(
+        "--train-arg",
+        action="append",
+        default=[],
+        help="passed on to `nanonet train` by 'train now' (repeat it: --train-arg=--steps ...)",
+    )
+    lb.set_defaults(func=cmd_label)
+
     from nanonet.serve.server import add_serve_arguments, serve_from_args
 
     s = sub.add_parser("serve", help="serve a saved model over HTTP (FastAPI + uvicorn)")
@@ -467,6 +486,32 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         f"wrote {len(picks)} texts to label to {out}: fill in its 'label' column, then "
         f"`nanonet train --train {out} --unlabeled {args.pool} --out model/`."
     )
+    return 0
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    from nanonet.label.page import LabelSession, serve_label_page
+
+    labels = Path(args.labels)
+    if labels.suffix.lower() != ".csv":
+        raise NanoNetError(f"--labels must end in .csv, not '{labels.suffix}'.")
+    _check_parent(labels, "--labels")
+    classes = [c.strip() for c in (args.classes or "").split(",") if c.strip()]
+    if len(set(classes)) != len(classes):
+        raise NanoNetError(f"--classes names a class twice: {args.classes}.")
+    session = LabelSession(
+        pool=Path(args.pool),
+        labels=labels,
+        classes=classes,
+        n=args.n,
+        text_column=args.text_column,
+        encoder=args.encoder,
+        seed=args.seed,
+        model=Path(args.model) if args.model else None,
+        train_args=list(args.train_arg),
+        progress=not args.quiet,
+    )
+    serve_label_page(session, args.host, args.port)
     return 0
 
 

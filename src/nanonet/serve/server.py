@@ -48,7 +48,7 @@ def run_server(
     )
     # The first call pays for lazy kernel setup; pay it before the first client does.
     classifier.predict_proba(["warm-up"], batch_size=1)
-    sock = _bind(host, port)
+    sock = bind_socket(host, port)
     url_host = f"[{host}]" if ":" in host else host
     print(
         f"nanonet: serving {model_dir} on http://{url_host}:{sock.getsockname()[1]} "
@@ -89,7 +89,7 @@ def _set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int) -> socket.socket:
     """Bind here rather than inside uvicorn: a clear error if the port is taken, and port 0."""
     if not 0 <= port <= 65535:
         raise NanoNetError(f"port must be between 0 and 65535, not {port}.")
