@@ -145,3 +145,20 @@ def test_suggest_user_errors_are_one_sentence(
     argv = ["-q", "suggest", "--unlabeled", str(pool), "--encoder", str(tiny_mpnet)]
     assert words in _user_error(capsys, main([*argv, "--out", str(out), *extra]))
     assert not out.exists() and list(tmp_path.iterdir()) == [pool]
+
+
+def test_the_benchmarks_suggested_budget_is_the_same_size_with_true_labels(
+    tiny_mpnet: Path,
+) -> None:
+    from nanonet.bench.methods.nanonet_method import suggested_labels
+    from nanonet.data.builtin import builtin_task, load_builtin_splits
+
+    task = builtin_task("rotten_tomatoes", labels_per_class=3, seed=0, max_unlabelled=60)
+    picked = suggested_labels(task, seed=0, encoder=str(tiny_mpnet))
+    assert len(picked.labelled_texts) == 6
+    before = {*task.labelled_texts, *task.unlabelled_texts}
+    assert {*picked.labelled_texts, *picked.unlabelled_texts} == before
+    assert not set(picked.labelled_texts) & set(picked.unlabelled_texts)
+    splits = load_builtin_splits("rotten_tomatoes")
+    truth = dict(zip(splits.train_texts, splits.train_labels, strict=True))
+    assert picked.labelled_labels == [truth[t] for t in picked.labelled_texts]

@@ -27,7 +27,10 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     # `overrides` are RunConfig `section.key=value` strings (as on the `nanonet train` line).
     # `score_teacher`: also score the adapted teacher on the whole test set, which costs a full
     # MPNet pass over it (about 7 minutes on 20newsgroups on 2 cores, measured by probe-mpnet).
-    "nanonet": {"overrides": [], "score_teacher": False},
+    # `label_selection`: "random" (the protocol's seeded draw) or "suggest" (the same number
+    # of labels picked by `nanonet suggest`'s cold start from the draw + pool, labelled with
+    # the dataset's labels as a simulated annotator).
+    "nanonet": {"overrides": [], "score_teacher": False, "label_selection": "random"},
     "setfit": {
         "body": "mpnet",  # an encoder name or a student spec (teacher:bottom2, minilm-l3, ...)
         "num_iterations": 20,
@@ -286,6 +289,11 @@ def _method(entry: Any, source: Path) -> MethodSpec:
     per_dataset = {str(k): dict(v or {}) for k, v in (entry.get("per_dataset") or {}).items()}
     for block in [settings, *per_dataset.values()]:
         _refuse_unknown(block, set(METHOD_DEFAULTS[kind]), f"{where} ({kind} settings)")
+        if block.get("label_selection", "random") not in ("random", "suggest"):
+            raise NanoNetError(
+                f"{where}: label_selection must be random or suggest, not "
+                f"'{block['label_selection']}'."
+            )
     seeds, seeds_per_dataset = _method_seeds(entry.get("seeds"), where)
     name = str(entry["name"])
     if not name.replace("-", "").replace("_", "").isalnum():

@@ -169,7 +169,7 @@ def suggest(
     exclude: Iterable[str] = (),
     progress: bool = True,
 ) -> list[Suggestion]:
-    """`n` texts of `pool` to label next (see the module's docstring)."""
+    """`n` texts of the file `pool` to label next (see the module's docstring)."""
     if n < 1:
         raise NanoNetError(f"--n must be at least 1, not {n}.")
     if max_candidates < n:
@@ -183,14 +183,44 @@ def suggest(
             f"most that many (--n {len(texts)})."
         )
     log.info("choosing %d of %d texts (a sample of the pool's %d rows)", n, len(texts), size)
-    vectors, logits = embed(model, tokenizer, texts, length, progress=progress)
-    if model_dir is None:
-        picks = cover(vectors, n, seed)
-        reason = "central text of a cluster holding this share of the pool"
-    else:
+    picks = choose(model, tokenizer, length, texts, n, seed, model_dir is not None, progress)
+    return [Suggestion(rows[i], texts[i], score, reason) for i, score, reason in picks]
+
+
+def choose_texts(
+    texts: Sequence[str],
+    n: int,
+    encoder: str = "all-mpnet-base-v2",
+    seed: int = 0,
+    max_length: int = 128,
+    progress: bool = False,
+) -> list[int]:
+    """Indices of the `n` texts of `texts` a cold start picks (for callers holding the pool in
+    memory, such as the benchmark)."""
+    model, tokenizer, length = _model(None, encoder, max_length)
+    return [i for i, _, _ in choose(model, tokenizer, length, texts, n, seed, False, progress)]
+
+
+def choose(
+    model: EncoderClassifier,
+    tokenizer: object,
+    max_length: int,
+    texts: Sequence[str],
+    n: int,
+    seed: int,
+    by_doubt: bool,
+    progress: bool,
+) -> list[tuple[int, float, str]]:
+    """(index, score, reason) of the `n` texts to label: the model's doubt when `by_doubt`
+    (a trained model), else coverage."""
+    vectors, logits = embed(model, tokenizer, texts, max_length, progress=progress)
+    if by_doubt:
         picks = least_sure(vectors, logits, n, seed)
         reason = "the model is unsure (1 - margin between its two likeliest classes)"
-    return [Suggestion(rows[i], texts[i], round(score, 4), reason) for i, score in picks]
+    else:
+        picks = cover(vectors, n, seed)
+        reason = "central text of a cluster holding this share of the pool"
+    return [(i, round(score, 4), reason) for i, score in picks]
 
 
 def _model(

@@ -7,6 +7,7 @@ from.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ def fit(task: Task, settings: dict[str, Any], ctx: RunContext) -> Trained:
         full = load_task(cfg.data, ctx.seed)
         full.test_texts, full.test_labels = [], []
         task = full
+    if settings.get("label_selection") == "suggest":
+        task = suggested_labels(task, cfg.train.seed)
     trainer = NanoNetTrainer(task, cfg, progress=False)
     result = trainer.train()
     kept = result.classifier
@@ -89,6 +92,26 @@ def fit(task: Task, settings: dict[str, Any], ctx: RunContext) -> Trained:
             "config": cfg.to_dict(),
         },
         members=members,
+    )
+
+
+def suggested_labels(task: Task, seed: int, encoder: str = "all-mpnet-base-v2") -> Task:
+    """The same budget (as many labels as the random draw) picked by `nanonet suggest`'s cold
+    start from the same texts (the draw plus the pool), labelled by the dataset's own labels:
+    a simulated annotator. Per-class counts may then be uneven."""
+    from nanonet.data.builtin import load_builtin_splits
+    from nanonet.label.suggest import choose_texts
+
+    splits = load_builtin_splits(task.name)
+    truth = dict(zip(splits.train_texts, splits.train_labels, strict=True))
+    texts = [*task.labelled_texts, *task.unlabelled_texts]
+    picked = choose_texts(texts, len(task.labelled_texts), encoder=encoder, seed=seed)
+    chosen = set(picked)
+    return dataclasses.replace(
+        task,
+        labelled_texts=[texts[i] for i in picked],
+        labelled_labels=[truth[texts[i]] for i in picked],
+        unlabelled_texts=[t for i, t in enumerate(texts) if i not in chosen],
     )
 
 
