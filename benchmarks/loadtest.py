@@ -89,12 +89,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=60.0, help="per concurrency level")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--single-requests", type=int, default=300, help="sequential short texts")
-    p.add_argument("--threads", type=int, help="server torch threads (default: all cores)")
-    p.add_argument("--max-batch", type=int, default=64)
-    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    add_server_arguments(p)
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/loadtest.json"))
     p.add_argument("--markdown", default=str(ROOT / "benchmarks/LOADTEST.md"))
     return p
+
+
+def add_server_arguments(p: argparse.ArgumentParser) -> None:
+    """How `running_server` starts the server."""
+    p.add_argument("--threads", type=int, help="server torch threads (default: all cores)")
+    p.add_argument("--max-batch", type=int, default=64)
+    p.add_argument("--max-wait-ms", type=float, default=5.0)
 
 
 def load_texts(limit: int = 500, max_chars: int = 200) -> list[str]:

@@ -32,7 +32,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from loadtest import ABUSE_SECTION, _one_request, _pcts, _versions, load_texts, running_server
+from loadtest import (
+    ABUSE_SECTION,
+    _one_request,
+    _pcts,
+    _versions,
+    add_server_arguments,
+    load_texts,
+    running_server,
+)
 
 from nanonet.bench.environment import git_commit, machine
 
@@ -97,9 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", type=int, default=64, help="well-formed closed-loop clients")
     p.add_argument("--abusers", type=int, default=4)
     p.add_argument("--tricklers", type=int, default=4)
-    p.add_argument("--threads", type=int, help="server torch threads (default: all cores)")
-    p.add_argument("--max-batch", type=int, default=64)
-    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    add_server_arguments(p)
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/loadtest_abuse.json"))
     p.add_argument("--markdown", default=str(ROOT / "benchmarks/LOADTEST.md"))
     return p

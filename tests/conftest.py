@@ -137,6 +137,17 @@ def synthetic_rows(n_per_class: int, seed: int = 0) -> list[tuple[str, str]]:
     return rows
 
 
+def pool_csv(path: Path, n_per_class: int, seed: int) -> Path:
+    """A one-column (text) CSV of synthetic texts, without labels."""
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text"])
+        w.writerows([t] for t, _ in synthetic_rows(n_per_class, seed=seed))
+    return path
+
+
 @pytest.fixture
 def synthetic_csv(tmp_path: Path) -> tuple[Path, Path]:
     """(labelled train CSV with 10 per class, unlabelled CSV) of synthetic text."""

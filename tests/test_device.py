@@ -319,7 +319,7 @@ def test_cuda_run_keeps_models_cache_and_targets_on_the_gpu(tiny_mpnet: Path) ->
     for m in [trainer.teacher, *trainer.students]:
         assert all(p.is_cuda and p.dtype == torch.float32 for p in m.model.parameters())
     assert trainer.y.is_cuda and trainer.targets is not None
-    assert all(t.is_cuda for t in trainer.targets.pooled.values())
+    assert all(t.is_cuda for t in trainer.targets.logits.values())
     proba = result.classifier.predict_proba(["good movie", "dull plot"])
     assert np.isfinite(proba).all() and np.allclose(proba.sum(1), 1.0, atol=1e-5)
 

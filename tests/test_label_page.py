@@ -14,21 +14,14 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from conftest import synthetic_rows
+from conftest import pool_csv
 from nanonet.cli import main
 from nanonet.label.page import LabelSession, create_label_app
 from test_cli import _user_error
 
-WORD_LABEL = {"good": "pos", "great": "pos", "bad": "neg", "awful": "neg"}
-
 
 def _pool(folder: Path) -> Path:
-    pool = folder / "pool.csv"
-    with pool.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text"])
-        w.writerows([t] for t, _ in synthetic_rows(20, seed=5))
-    return pool
+    return pool_csv(folder / "pool.csv", 20, seed=5)
 
 
 def _rows(path: Path) -> list[list[str]]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import synthetic_rows
+from conftest import pool_csv
 from nanonet.cli import main
 from nanonet.label.suggest import cover, least_sure, sample_pool, spherical_kmeans
 from test_cli import _user_error
@@ -77,12 +77,7 @@ def test_pool_sample_is_bounded_distinct_and_names_rows() -> None:
 
 
 def _pool(tmp_path: Path) -> Path:
-    pool = tmp_path / "pool.csv"
-    with pool.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text"])
-        w.writerows([t] for t, _ in synthetic_rows(30, seed=4))
-    return pool
+    return pool_csv(tmp_path / "pool.csv", 30, seed=4)
 
 
 def _read(path: Path) -> list[dict[str, str]]:

@@ -442,6 +442,12 @@ def format_report(report: dict[str, Any]) -> str:
         f"\ntraining wall time: {report['train_seconds']:.0f} s; "
         f"kept student chosen by {s['selection']}"
     )
+    ckpt = report.get("checkpoints")
+    if ckpt and ckpt["checkpoint_saves"]:
+        lines.append(
+            f"checkpoints: {ckpt['checkpoint_saves']} written, {ckpt['checkpoint_mb']:.1f} MB "
+            f"each, {ckpt['checkpoint_mean_s']:.3f} s each"
+        )
     return "\n".join(lines)
 
 

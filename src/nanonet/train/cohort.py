@@ -23,7 +23,7 @@ from nanonet.train.config import ModelConfig, TrainConfig
 
 log = logging.getLogger("nanonet")
 
-Ids = list[list[int]]
+Ids = list[np.ndarray]  # token ids per text (int32)
 
 
 @dataclass
@@ -52,10 +52,19 @@ class Member:
         return sum(p.numel() for p in self.projection.parameters()) if self.projection else 0
 
 
+# Texts tokenized at a time: the tokenizer's Python lists of ints (about 36 bytes per token)
+# exist for one chunk only; what is kept is an int32 array per text (4 bytes per token), so a
+# pool of 500,000 texts costs tens of megabytes per member, not gigabytes.
+TOKENIZE_CHUNK = 10_000
+
+
 def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> Ids:
-    if not texts:
-        return []
-    return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    ids: Ids = []
+    for start in range(0, len(texts), TOKENIZE_CHUNK):
+        chunk = texts[start : start + TOKENIZE_CHUNK]
+        encoded = tokenizer(chunk, truncation=True, max_length=max_length)["input_ids"]
+        ids.extend(np.asarray(x, dtype=np.int32) for x in encoded)
+    return ids
 
 
 def member(

@@ -18,7 +18,7 @@ from nanonet.data.batching import length_sorted_batches, pad_batch
 from nanonet.models.device import device_of
 from nanonet.models.encoder import EncoderClassifier
 
-Ids = list[list[int]]
+Ids = list[np.ndarray]  # token ids per text
 
 
 class FrozenBottomCache:
@@ -26,40 +26,65 @@ class FrozenBottomCache:
 
     Filled lazily, so a run that draws 2,000 of 5,000 unlabelled texts pays for 2,000.
     Stored in fp16 (half the memory) on the model's device; converted back to fp32 per batch.
+    Bounded by `max_bytes`: once full, the states of texts not yet stored are computed per
+    batch and not kept, so memory does not grow with the pool (a 500,000-text pool at 128
+    tokens would need 98 GB); what is stored first stays.
     """
 
-    def __init__(self, model: EncoderClassifier, ids: dict[str, Ids], pad_id: int, cut: int):
+    def __init__(
+        self,
+        model: EncoderClassifier,
+        ids: dict[str, Ids],
+        pad_id: int,
+        cut: int,
+        max_bytes: int | None = None,
+    ):
         self.model, self.ids, self.pad_id, self.cut = model, ids, pad_id, cut
+        self.max_bytes = max_bytes
+        self.stored_bytes = 0
         self.store: dict[str, list[torch.Tensor | None]] = {
             split: [None] * len(x) for split, x in ids.items()
         }
 
     @torch.no_grad()
-    def fill(self, split: str, idx: list[int]) -> None:
+    def fill(self, split: str, idx: list[int]) -> dict[int, torch.Tensor]:
+        """Computes the states of `idx` not stored; returns those it could not store."""
         store = self.store[split]
-        missing = [i for i in idx if store[i] is None]
+        missing = [i for i in dict.fromkeys(idx) if store[i] is None]
         if not missing:
-            return
+            return {}
         ids = [self.ids[split][i] for i in missing]
         input_ids, mask = pad_batch(ids, self.pad_id, device_of(self.model))
         backbone = self.model.backbone
         h = backbone.run_layers(backbone.embed(input_ids), mask, 0, self.cut)
+        unstored = {}
         for row, i in enumerate(missing):
-            store[i] = h[row, : len(self.ids[split][i])].to(torch.float16).clone()
+            state = h[row, : len(self.ids[split][i])].to(torch.float16).clone()
+            size = state.numel() * state.element_size()
+            if self.max_bytes is None or self.stored_bytes + size <= self.max_bytes:
+                store[i] = state
+                self.stored_bytes += size
+            else:
+                unstored[i] = state
+        return unstored
 
     def states(self, split: str, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded fp32 hidden states and mask of `idx`, computing the missing ones."""
-        self.fill(split, idx)
-        return pad_states([self.store[split][i] for i in idx])  # type: ignore[misc]
+        fresh = self.fill(split, idx)
+        store = self.store[split]
+        return pad_states([store[i] if store[i] is not None else fresh[i] for i in idx])  # type: ignore[misc]
 
     def clear(self) -> None:
         """Free the memory once the teacher stops training."""
         for split in self.store:
             self.store[split] = [None] * len(self.store[split])
+        self.stored_bytes = 0
 
 
 class TeacherTargets:
-    """The adapted teacher's sentence vectors and logits for every text of the given splits."""
+    """The adapted teacher's logits for every text of the given splits, and its sentence
+    vectors too when `keep_vectors` (embedding distillation needs them): 3 KB per text, 1.5 GB
+    for a 500,000-text pool, where the logits of 20 classes take 80 bytes."""
 
     def __init__(
         self,
@@ -67,25 +92,38 @@ class TeacherTargets:
         classify: Callable[[torch.Tensor], torch.Tensor],
         lengths: dict[str, list[int]],
         batch_size: int,
+        keep_vectors: bool = True,
     ) -> None:
         self.pooled: dict[str, torch.Tensor] = {}
         self.logits: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             for split, lens in lengths.items():
-                pooled: list[torch.Tensor | None] = [None] * len(lens)
+                if not lens:
+                    continue
+                logits: torch.Tensor | None = None
+                pooled: torch.Tensor | None = None
                 for batch in length_sorted_batches(lens, batch_size):
-                    for i, row in zip(batch, pooled_fn(split, batch), strict=True):
-                        pooled[i] = row
-                if pooled:
-                    stacked = torch.stack(pooled)  # type: ignore[arg-type]
-                    self.pooled[split] = stacked
-                    self.logits[split] = classify(stacked)
+                    vectors = pooled_fn(split, batch)
+                    out = classify(vectors)
+                    if logits is None:
+                        logits = out.new_zeros(len(lens), out.shape[1])
+                        if keep_vectors:
+                            pooled = vectors.new_zeros(len(lens), vectors.shape[1])
+                    index = torch.as_tensor(batch, device=out.device)
+                    logits[index] = out
+                    if pooled is not None:
+                        pooled[index] = vectors
+                assert logits is not None
+                self.logits[split] = logits
+                if pooled is not None:
+                    self.pooled[split] = pooled
 
-    def get(self, split: str, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(sentence vectors, logits) of `idx` in `split`."""
-        pooled = self.pooled[split]
-        index = torch.as_tensor(np.asarray(idx, dtype=np.int64)).to(pooled.device)
-        return pooled[index], self.logits[split][index]
+    def get(self, split: str, idx: list[int]) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(sentence vectors or None, logits) of `idx` in `split`."""
+        logits = self.logits[split]
+        index = torch.as_tensor(np.asarray(idx, dtype=np.int64)).to(logits.device)
+        pooled = self.pooled.get(split)
+        return (pooled[index] if pooled is not None else None), logits[index]
 
 
 def pad_states(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -497,7 +497,9 @@ class NanoNetTrainer:
         self.cache = None
         if self.teacher_cut > 0:
             t = self.teacher
-            self.cache = FrozenBottomCache(t.model, t.ids, t.pad_id, self.teacher_cut)
+            self.cache = FrozenBottomCache(
+                t.model, t.ids, t.pad_id, self.teacher_cut, tc.cache_mb * 2**20
+            )
         self.lab_iter = bucketed_epochs(
             [len(x) for x in self.teacher.ids["labelled"]], lab_bs, self.rng_batches
         )
@@ -714,8 +716,13 @@ class NanoNetTrainer:
         no longer needed and its memory goes back."""
         t = self.teacher
         splits = {k: [len(x) for x in t.ids[k]] for k in ("unlabelled", "holdout") if t.ids[k]}
+        tc = self.cfg.train
         self.targets = TeacherTargets(
-            self.teacher_pooled, t.model.classify, splits, self.cfg.train.eval_batch_size
+            self.teacher_pooled,
+            t.model.classify,
+            splits,
+            tc.eval_batch_size,
+            keep_vectors=tc.embed_kd_weight > 0,
         )
         if self.cache is not None:
             self.cache.clear()
