@@ -82,9 +82,10 @@ class FrozenBottomCache:
 
 
 class TeacherTargets:
-    """The adapted teacher's logits for every text of the given splits, and its sentence
-    vectors too when `keep_vectors` (embedding distillation needs them): 3 KB per text, 1.5 GB
-    for a 500,000-text pool, where the logits of 20 classes take 80 bytes."""
+    """The adapted teacher's logits per text of the given splits, computed when a batch first
+    asks for them (a run that distils over a fraction of a 500,000-text pool pays for that
+    fraction), and its sentence vectors too when `keep_vectors` (embedding distillation needs
+    them: 3 KB per text, where the logits of 20 classes take 80 bytes)."""
 
     def __init__(
         self,
@@ -94,36 +95,47 @@ class TeacherTargets:
         batch_size: int,
         keep_vectors: bool = True,
     ) -> None:
-        self.pooled: dict[str, torch.Tensor] = {}
+        self.pooled_fn, self.classify = pooled_fn, classify
+        self.lengths, self.batch_size, self.keep_vectors = lengths, batch_size, keep_vectors
         self.logits: dict[str, torch.Tensor] = {}
-        with torch.no_grad():
-            for split, lens in lengths.items():
-                if not lens:
-                    continue
-                logits: torch.Tensor | None = None
-                pooled: torch.Tensor | None = None
-                for batch in length_sorted_batches(lens, batch_size):
-                    vectors = pooled_fn(split, batch)
-                    out = classify(vectors)
-                    if logits is None:
-                        logits = out.new_zeros(len(lens), out.shape[1])
-                        if keep_vectors:
-                            pooled = vectors.new_zeros(len(lens), vectors.shape[1])
-                    index = torch.as_tensor(batch, device=out.device)
-                    logits[index] = out
-                    if pooled is not None:
-                        pooled[index] = vectors
-                assert logits is not None
-                self.logits[split] = logits
-                if pooled is not None:
-                    self.pooled[split] = pooled
+        self.pooled: dict[str, torch.Tensor] = {}
+        self.done = {split: np.zeros(len(lens), dtype=bool) for split, lens in lengths.items()}
+
+    @torch.no_grad()
+    def _fill(self, split: str, batches: list[list[int]]) -> None:
+        for batch in batches:
+            vectors = self.pooled_fn(split, batch)
+            out = self.classify(vectors)
+            if split not in self.logits:
+                n = len(self.lengths[split])
+                self.logits[split] = out.new_zeros(n, out.shape[1])
+                if self.keep_vectors:
+                    self.pooled[split] = vectors.new_zeros(n, vectors.shape[1])
+            index = torch.as_tensor(batch, device=out.device)
+            self.logits[split][index] = out
+            if self.keep_vectors:
+                self.pooled[split][index] = vectors
+            self.done[split][batch] = True
 
     def get(self, split: str, idx: list[int]) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(sentence vectors or None, logits) of `idx` in `split`."""
+        missing = [i for i in dict.fromkeys(idx) if not self.done[split][i]]
+        size = self.batch_size
+        self._fill(split, [missing[k : k + size] for k in range(0, len(missing), size)])
         logits = self.logits[split]
         index = torch.as_tensor(np.asarray(idx, dtype=np.int64)).to(logits.device)
         pooled = self.pooled.get(split)
         return (pooled[index] if pooled is not None else None), logits[index]
+
+    def all_logits(self, split: str) -> torch.Tensor:
+        """The logits of every text of `split` (length-sorted batches for what is missing)."""
+        missing = np.flatnonzero(~self.done[split])
+        lengths = [self.lengths[split][i] for i in missing]
+        batches = [
+            [int(missing[j]) for j in b] for b in length_sorted_batches(lengths, self.batch_size)
+        ]
+        self._fill(split, batches)
+        return self.logits[split]
 
 
 def pad_states(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,8 +7,9 @@ Read it next to `shared/docs/method.md`. A run has four stages:
    first distillation targets are not noise;
 3. `nanonet_step`: the teacher keeps adapting while every student learns from the labels, the
    teacher (logits and sentence vectors) and its peers (mutual learning), each on its own view;
-4. `distill_step`: the adapted teacher's outputs for the whole pool are computed once and the
-   students take further passes over the pool from that cache (`train.distill_epochs`).
+4. `distill_step`: the adapted teacher's outputs for the pool are computed once each (when a
+   batch first needs them) and the students take further passes over the pool against them
+   (`train.distill_epochs`).
 Building the models (`cohort.py`), the teacher's caches (`teacher_cache.py`), the choice of the
 kept student (`selection.py`) and the report (`run_report.py`) live beside this file.
 """
@@ -712,8 +713,9 @@ class NanoNetTrainer:
             signal.signal(signal.SIGINT, previous)
 
     def _cache_targets(self) -> None:
-        """The adapted teacher's outputs for the pool, once; its frozen-bottom cache is then
-        no longer needed and its memory goes back."""
+        """The adapted teacher's outputs for the pool, each computed once, when a batch first
+        needs it. The frozen-bottom cache is no longer needed (the teacher has stopped
+        training): its memory goes back and the teacher reads texts whole from here on."""
         t = self.teacher
         splits = {k: [len(x) for x in t.ids[k]] for k in ("unlabelled", "holdout") if t.ids[k]}
         tc = self.cfg.train
@@ -726,6 +728,7 @@ class NanoNetTrainer:
         )
         if self.cache is not None:
             self.cache.clear()
+            self.cache = None
 
     def _batch_sizes(self) -> tuple[int, int]:
         tc = self.cfg.train
@@ -787,8 +790,8 @@ class NanoNetTrainer:
 
     @torch.no_grad()
     def _predict_split(self, member: Member, split: str) -> np.ndarray:
-        if member is self.teacher and self.targets is not None and split in self.targets.logits:
-            return self.targets.logits[split].float().cpu().numpy()
+        if member is self.teacher and self.targets is not None and split in self.targets.done:
+            return self.targets.all_logits(split).float().cpu().numpy()
         ids = member.ids[split]
         out = np.zeros((len(ids), self.num_labels), dtype=np.float32)
         for batch in length_sorted_batches([len(x) for x in ids], 64):
