@@ -759,6 +759,7 @@ class NanoNetTrainer:
 
     def _emit(self, logs: dict[str, Any], bar: Any) -> None:
         self.emitted += 1
+        logs["seconds"] = round(time.perf_counter() - self.started, 3)  # into the run
         if self.on_step is not None:
             self.on_step(logs)
         if logs["step"] % 5 == 0:
