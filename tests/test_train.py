@@ -676,3 +676,20 @@ def test_teacher_targets_keep_vectors_only_when_asked(tiny_mpnet: Path) -> None:
     torch.testing.assert_close(lean.all_logits("unlabelled"), both.all_logits("unlabelled"))
     torch.testing.assert_close(both.get("unlabelled", [5, 0])[0], vectors[[5, 0]])
     torch.testing.assert_close(logits, head(vectors[[5, 0]]).detach())
+
+
+def test_students_cut_from_the_teacher_share_its_tokenizer_and_token_ids(
+    tiny_mpnet: Path, tiny_bert: Path
+) -> None:
+    # A BERT student first: the student cut from the teacher must still get the teacher's
+    # tokenizer (it once got the BERT student's).
+    cfg = _config(tiny_mpnet, [str(tiny_bert), "teacher:0"])
+    trainer = NanoNetTrainer(_task(), cfg, progress=False)
+    trainer.unlabelled, trainer.holdout = trainer._split_pool(np.random.default_rng(0))
+    trainer._build_cohort()
+    bert, cut = trainer.students
+    assert cut.tokenizer is trainer.teacher.tokenizer and bert.tokenizer is not cut.tokenizer
+    # one copy of the pool's token ids for the teacher and the students cut from it
+    assert cut.ids["unlabelled"] is trainer.teacher.ids["unlabelled"]
+    assert cut.ids is not trainer.teacher.ids  # but each its own dict of splits
+    assert bert.ids["unlabelled"] is not cut.ids["unlabelled"]

@@ -74,9 +74,16 @@ def member(
     texts: dict[str, list[str]],
     max_length: int,
     view: str = "none",
+    shared: dict[int, dict[str, Ids]] | None = None,
 ) -> Member:
-    ids = {split: tokenize(tokenizer, t, max_length) for split, t in texts.items()}
-    return Member(name, model, tokenizer, ids, view)
+    """A member with its texts tokenized. Members with the same tokenizer object (the teacher
+    and the students cut from it) share the token ids through `shared`: one copy of a large
+    pool instead of one per member. Each member gets its own dict of splits."""
+    shared = {} if shared is None else shared
+    key = id(tokenizer)
+    if key not in shared:
+        shared[key] = {split: tokenize(tokenizer, t, max_length) for split, t in texts.items()}
+    return Member(name, model, tokenizer, dict(shared[key]), view)
 
 
 def build_teacher(mc: ModelConfig, num_labels: int) -> tuple[EncoderClassifier, Any, Any, int]:

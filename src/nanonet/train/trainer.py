@@ -199,7 +199,8 @@ class NanoNetTrainer:
         model, hf, tok, self.teacher_cut = cohort.build_teacher(mc, self.num_labels)
         texts = self._texts()
         name = f"teacher ({mc.teacher})"
-        self.teacher = cohort.member(name, model, tok, texts, self.train_length)
+        shared: dict[int, dict[str, cohort.Ids]] = {}  # token ids per tokenizer
+        self.teacher = cohort.member(name, model, tok, texts, self.train_length, shared=shared)
         sample = (self.holdout or self.unlabelled or self.task.labelled_texts)[:64]
         if self.resumed is not None:  # the cohort the interrupted run screened, not a new draw
             specs, self.speed_screen = list(self.resumed["students"]), self.resumed["speed_screen"]
@@ -215,7 +216,8 @@ class NanoNetTrainer:
             # student cut from the teacher needs (reusing it gave teacher:bottom1 MiniLM's
             # tokenizer whenever a MiniLM student came first).
             model, s_tok, name = cohort.build_student(spec_text, mc, self.num_labels, hf, tok)
-            s = cohort.member(name, model, s_tok, texts, self.train_length, views[k % len(views)])
+            view = views[k % len(views)]
+            s = cohort.member(name, model, s_tok, texts, self.train_length, view, shared)
             if tc.use_teacher and tc.embed_kd_weight > 0 and tc.embed_kd_loss != "similarity":
                 s.projection = cohort.projection(model.backbone.hidden_size, width, init)
             self.students.append(s)
