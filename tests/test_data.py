@@ -377,3 +377,23 @@ def test_rotten_tomatoes_plot_rows_are_extra_only() -> None:
     assert len(splits.extra_unlabelled) > 1000
     task = builtin_task("rotten_tomatoes", seed=0, max_unlabelled=20000)
     assert not set(splits.extra_unlabelled) & set(task.unlabelled_texts)
+
+
+def test_a_capped_pool_of_the_users_own_file_is_said_out_loud(
+    synthetic_csv: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    from nanonet.train.config import DataConfig
+    from nanonet.train.run import load_task
+
+    train, pool = synthetic_csv
+    data = DataConfig(dataset=None, train_file=str(train), unlabeled_file=str(pool))
+    data.max_unlabeled = 10
+    with caplog.at_level("WARNING", logger="nanonet"):
+        task = load_task(data)
+    assert len(task.unlabelled_texts) == 10
+    assert "data.max_unlabeled=null" in caplog.text and "of the" in caplog.text
+    caplog.clear()
+    data.max_unlabeled = None
+    with caplog.at_level("WARNING", logger="nanonet"):
+        assert len(load_task(data).unlabelled_texts) > 10
+    assert "max_unlabeled" not in caplog.text

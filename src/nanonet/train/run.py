@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from nanonet.errors import NanoNetError
 from nanonet.train.checkpoint import Checkpoints
 from nanonet.train.config import DataConfig, RunConfig
 from nanonet.train.trainer import NanoNetTrainer, TrainResult
+
+log = logging.getLogger("nanonet")
 
 
 def load_task(data: DataConfig, seed: int = 0) -> Task:
@@ -48,6 +51,14 @@ def load_task(data: DataConfig, seed: int = 0) -> Task:
 def _cap_pool(task: Task, cap: int | None, seed: int) -> Task:
     if cap is None or len(task.unlabelled_texts) <= cap:
         return task
+    # Said out loud: a user with 50,000 texts would otherwise train on 5,000 without knowing.
+    log.warning(
+        "using a seeded sample of %d of the %d unlabelled texts (data.max_unlabeled=%d); "
+        "set data.max_unlabeled=null to use them all",
+        cap,
+        len(task.unlabelled_texts),
+        cap,
+    )
     keep = np.sort(np.random.default_rng(seed).choice(len(task.unlabelled_texts), cap, False))
     task.unlabelled_texts = [task.unlabelled_texts[int(i)] for i in keep]
     return task
