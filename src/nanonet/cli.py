@@ -334,35 +334,29 @@ def cmd_train(args: argparse.Namespace) -> int:
         result.classifier.save_pretrained(state)
         shutil.rmtree(checkpoint_dir)  # only now: a failed save (disk full) can still resume
         _replace_folder(state, out)
-    except KeyboardInterrupt:
-        if not Checkpoints(checkpoint_dir, 0).files():
+    except BaseException as exc:
+        if not Checkpoints(checkpoint_dir, 0).files():  # nothing to resume: leave nothing
             shutil.rmtree(state, ignore_errors=True)
             raise
-        print(
-            f"nanonet: interrupted; `nanonet train --resume --out {args.out}` continues from "
-            f"the last checkpoint (in {state}).",
-            file=sys.stderr,
-        )
-        return 130
-    except (NanoNetError, OSError) as exc:
-        # a full disk or a vanished file mid-run: the sentence also says how to continue
-        if not Checkpoints(checkpoint_dir, 0).files():
-            shutil.rmtree(state, ignore_errors=True)
-            raise
-        what = str(exc) if isinstance(exc, NanoNetError) else _os_error(exc)
-        raise NanoNetError(
-            f"{what.rstrip('.')}; the run's last checkpoint is kept in {state}: once the cause "
-            f"is fixed, `nanonet train --resume --out {args.out}` continues it."
-        ) from None
-    except BaseException:
-        if Checkpoints(checkpoint_dir, 0).files():
+        resume = f"`nanonet train --resume --out {args.out}`"
+        if isinstance(exc, KeyboardInterrupt):
             print(
-                f"nanonet: the run's last checkpoint is kept in {state}; once the cause below is "
-                f"fixed, `nanonet train --resume --out {args.out}` continues it.",
+                f"nanonet: interrupted; {resume} continues from the last checkpoint (in {state}).",
                 file=sys.stderr,
             )
-        else:
-            shutil.rmtree(state, ignore_errors=True)
+            return 130
+        if isinstance(exc, (NanoNetError, OSError)):
+            # a full disk or a vanished file mid-run: the sentence also says how to continue
+            what = str(exc) if isinstance(exc, NanoNetError) else _os_error(exc)
+            raise NanoNetError(
+                f"{what.rstrip('.')}; the run's last checkpoint is kept in {state}: once the "
+                f"cause is fixed, {resume} continues it."
+            ) from None
+        print(
+            f"nanonet: the run's last checkpoint is kept in {state}; once the cause below is "
+            f"fixed, {resume} continues it.",
+            file=sys.stderr,
+        )
         raise
     print(format_report(result.report))
     print(f"\nsaved the kept student ({result.kept}) to {out}/")

@@ -124,12 +124,14 @@ class NanoNetTrainer:
         self._check_lengths()
         self.targets: TeacherTargets | None = None
         self.checkpoints = checkpoints
+        # The data's digest, once: hashing a large pool at every checkpoint would cost seconds.
+        self.fingerprint = task_fingerprint(task) if checkpoints is not None else ""
         self.resumed: dict[str, Any] | None = None
         if resume:
             self.resumed = checkpoints.latest() if checkpoints is not None else None
             if self.resumed is None:
                 raise NanoNetError("There is no checkpoint to resume from; start the run again.")
-            if self.resumed["task"] != task_fingerprint(task):
+            if self.resumed["task"] != self.fingerprint:
                 raise NanoNetError(
                     "The data differ from those of the interrupted run (a file changed?); "
                     "start the run again with --overwrite."
@@ -659,7 +661,7 @@ class NanoNetTrainer:
                 "position": [stage, step],
                 "emitted": self.emitted,
                 "elapsed": time.perf_counter() - self.started,
-                "task": task_fingerprint(self.task),
+                "task": self.fingerprint,
                 "config": self.cfg.to_dict(),
                 "students": self.student_specs,
                 "speed_screen": self.speed_screen,
