@@ -284,11 +284,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from nanonet.models.model_folder import RUN_CONFIG_FILE, SUMMARY_FILE, TRAIN_LOG_FILE
     from nanonet.train.checkpoint import Checkpoints
     from nanonet.train.config import RunConfig
+    from nanonet.train.distributed import env_rank, finish
     from nanonet.train.run import fit, load_task
 
     out = Path(args.out).expanduser().resolve()
     state = run_state_folder(out)
     checkpoint_dir = state / "checkpoints"
+    if env_rank() > 0:
+        return _train_other_rank(args, state)
     if args.resume:
         _check_resume(args, out, state)
         cfg = RunConfig.from_yaml(state / RUN_CONFIG_FILE)
@@ -358,8 +361,28 @@ def cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         raise
+    finish()
     print(format_report(result.report))
     print(f"\nsaved the kept student ({result.kept}) to {out}/")
+    return 0
+
+
+def _train_other_rank(args: argparse.Namespace, state: Path) -> int:
+    """A rank > 0 under torchrun: the same run on its share of each batch, writing nothing.
+    Rank 0 checks --out, keeps the state folder and saves the model; if it fails, torchrun
+    stops this rank too."""
+    from nanonet.models.model_folder import RUN_CONFIG_FILE
+    from nanonet.train.config import RunConfig
+    from nanonet.train.distributed import finish
+    from nanonet.train.run import fit, load_task
+
+    logging.getLogger("nanonet").setLevel(logging.ERROR)  # rank 0 says it all once
+    cfg = RunConfig.from_yaml(state / RUN_CONFIG_FILE) if args.resume else _train_config(args)
+    task = load_task(cfg.data, cfg.train.seed)
+    # Rank 0's checkpoints, read (never written) here when resuming.
+    checkpoint_dir = state / "checkpoints" if args.resume else None
+    fit(cfg, task, progress=False, checkpoint_dir=checkpoint_dir, resume=args.resume)
+    finish()
     return 0
 
 

@@ -43,7 +43,7 @@ from nanonet.models.assets import encoder_dir, max_input_tokens
 from nanonet.models.classifier import NanoNetClassifier
 from nanonet.models.device import autocast, describe, full_precision, resolve_device
 from nanonet.models.students import parse_student_spec
-from nanonet.train import cohort
+from nanonet.train import cohort, distributed
 from nanonet.train.checkpoint import (
     STAGES,
     Checkpoints,
@@ -108,6 +108,8 @@ class NanoNetTrainer:
         continues from the newest one (an error if there is none)."""
         config.validate()
         self.device = resolve_device(config.train.device, "train.device")
+        # Under torchrun: this rank's process group and device (a world of one otherwise).
+        self.dist, self.device = distributed.setup(self.device)
         apply_device_defaults(config, self.device)
         if len(task.label_names) < 2:
             raise NanoNetError("Training needs at least two classes in the labelled data.")
@@ -207,7 +209,9 @@ class NanoNetTrainer:
         if self.resumed is not None:  # the cohort the interrupted run screened, not a new draw
             specs, self.speed_screen = list(self.resumed["students"]), self.resumed["speed_screen"]
         else:
-            specs, self.speed_screen = self._screen(sample, hf, tok)
+            # Timed, so ranks could disagree: every rank trains rank 0's cohort.
+            screened = self._screen(sample, hf, tok) if self.dist.is_main else None
+            specs, self.speed_screen = self.dist.from_main(screened)
         self.student_specs = specs
         views = tc.views or ["none"]
         width = self.teacher.model.backbone.hidden_size
@@ -353,7 +357,7 @@ class NanoNetTrainer:
         self._loop(
             "self-training",
             tc.teacher_warmup_steps,
-            lambda _: self.teacher_warmup_step(next(batches), "teacher", y),
+            lambda _: self.teacher_warmup_step(self.dist.shard(next(batches)), "teacher", y),
             resumable=False,
         )
 
@@ -450,6 +454,9 @@ class NanoNetTrainer:
             m.optimizer.zero_grad(set_to_none=True)
         with full_precision(self.device):
             loss.backward()
+            self.dist.average_gradients(
+                p for m in members for g in m.optimizer.param_groups for p in g["params"]
+            )
             for m in members:
                 m.optimizer.step()
                 m.scheduler.step()
@@ -525,18 +532,22 @@ class NanoNetTrainer:
         self._loop(
             "warmup",
             tc.teacher_warmup_steps,
-            lambda _: self.teacher_warmup_step(next(self.lab_iter)),
+            lambda _: self.teacher_warmup_step(self._next_labelled()),
         )
         if self_training and self._runs("self-training"):
             self._checkpoint("self-training", 0)
             self.teacher_self_training(lab_bs)
         if self.unl_iter is None:
-            self._loop("train", tc.steps, lambda _: self._supervised_only_step(next(self.lab_iter)))
+            self._loop(
+                "train", tc.steps, lambda _: self._supervised_only_step(self._next_labelled())
+            )
         else:
             self._loop(
                 "train",
                 tc.steps,
-                lambda step: self.nanonet_step(step, next(self.lab_iter), next(self.unl_iter)),
+                lambda step: self.nanonet_step(
+                    step, self._next_labelled(), self._next_unlabelled()
+                ),
             )
         if distill_steps:
             # Also when resuming past stage 4: the kept student is chosen against these outputs.
@@ -545,7 +556,7 @@ class NanoNetTrainer:
             self._loop(
                 "distill",
                 distill_steps,
-                lambda _: self.distill_step(next(self.lab_iter), next(self.unl_iter)),
+                lambda _: self.distill_step(self._next_labelled(), self._next_unlabelled()),
             )
         train_seconds = time.perf_counter() - self.started
         if self._runs("done"):
@@ -560,6 +571,7 @@ class NanoNetTrainer:
             "train_seconds": train_seconds,
             "distill_steps": distill_steps,
             "device": describe(self.device),
+            "processes": self.dist.world,
         }
         if self.checkpoints is not None:
             extra["checkpoints"] = self.checkpoints.summary()
@@ -627,6 +639,13 @@ class NanoNetTrainer:
         finally:
             self.in_loop = False
 
+    def _next_labelled(self) -> list[int]:
+        """The next labelled batch, this rank's share of it under torchrun."""
+        return self.dist.shard(next(self.lab_iter))
+
+    def _next_unlabelled(self) -> list[int]:
+        return self.dist.shard(next(self.unl_iter))
+
     def _runs(self, stage: str) -> bool:
         """Whether `stage` still has work: not when a resumed run's checkpoint lies past it."""
         if self.resume_at is None:
@@ -643,7 +662,7 @@ class NanoNetTrainer:
         }
 
     def _checkpoint(self, stage: str, step: int) -> None:
-        if self.checkpoints is None:
+        if self.checkpoints is None or not self.dist.is_main:  # the ranks' weights are equal
             return
         members = []
         for m in [self.teacher, *self.students]:
@@ -700,7 +719,13 @@ class NanoNetTrainer:
         """With checkpoints, a first Ctrl-C during a stage finishes the step, writes a
         checkpoint and stops (KeyboardInterrupt); a second one, or one outside a stage, stops
         at once, leaving the last checkpoint."""
-        if self.checkpoints is None or threading.current_thread() is not threading.main_thread():
+        # Under torchrun ranks would finish different steps and wait on each other forever:
+        # there Ctrl-C stops at once, leaving the last checkpoint.
+        if (
+            self.checkpoints is None
+            or self.dist.enabled
+            or threading.current_thread() is not threading.main_thread()
+        ):
             yield
             return
 
