@@ -70,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, help="training steps")
     t.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     add_device_argument(t, default=None)  # None: train.device of --config, else auto
+    t.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        help="ray: the teacher reads the pool for its targets on a Ray actor pool",
+    )
+    t.add_argument("--ray-address", help="a Ray cluster (default: a local one, loopback only)")
+    t.add_argument("--workers", type=int, help="Ray actors reading the pool (default 2)")
     t.add_argument("--out", required=True, help="output folder for the kept student")
     t.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     t.add_argument(
@@ -210,7 +217,15 @@ def _train_config(args: argparse.Namespace) -> Any:
         m.students = list(args.students)
     if args.peft:
         m.peft = args.peft
-    flags = {"seed": args.seed, "steps": args.steps, "threads": args.threads, "device": args.device}
+    flags = {
+        "seed": args.seed,
+        "steps": args.steps,
+        "threads": args.threads,
+        "device": args.device,
+        "engine": args.engine,
+        "ray_address": args.ray_address,
+        "ray_workers": args.workers,
+    }
     for name, value in flags.items():
         if value is not None:
             setattr(t, name, value)
@@ -270,6 +285,9 @@ RUN_FLAGS = [
     "steps",
     "threads",
     "device",
+    "engine",
+    "ray_address",
+    "workers",
     "overrides",
 ]
 

@@ -17,9 +17,11 @@ import yaml
 from nanonet.errors import NanoNetError
 from nanonet.models.device import resolve_device
 from nanonet.models.peft import PEFT_MODES
+from nanonet.ray_cluster import import_ray
 from nanonet.train.views import VIEWS
 
 KD_LOSSES = ("kl", "mse")
+ENGINES = ("local", "ray")
 EMBED_KD_LOSSES = ("cosine", "mse", "similarity")
 
 
@@ -133,6 +135,12 @@ class TrainConfig:
     # it, the states of further texts are recomputed per batch instead of kept, so memory does
     # not grow with the pool: 5,000 e-mails at 128 tokens take about 1 GB.
     cache_mb: int = 2048
+    # local | ray. ray: the adapted teacher reads the pool for the distillation targets on a
+    # Ray actor pool of ray_workers actors, on the cluster at ray_address (e.g. ray://head:10001)
+    # or, without one, on a local instance (loopback only). Needs `pip install 'nanonet[ray]'`.
+    engine: str = "local"
+    ray_address: str | None = None
+    ray_workers: int = 2
     # Steps between checkpoints of a run given a checkpoint folder (`nanonet train` always
     # gives one); they are also written at each stage boundary. 0: at stage boundaries only.
     checkpoint_every: int = 100
@@ -162,6 +170,7 @@ class RunConfig:
             ("train.embed_kd_loss", t.embed_kd_loss, EMBED_KD_LOSSES),
             ("model.peft", self.model.peft, PEFT_MODES),
             ("model.teacher_peft", self.model.teacher_peft, PEFT_MODES),
+            ("train.engine", t.engine, ENGINES),
         ]
         for key, value, allowed in choices:
             if value not in allowed:
@@ -202,11 +211,14 @@ class RunConfig:
             ("train.selection_tolerance", t.selection_tolerance, 0.0),
             ("train.checkpoint_every", t.checkpoint_every, 0),
             ("train.cache_mb", t.cache_mb, 0),
+            ("train.ray_workers", t.ray_workers, 1),
         ]
         for key, value, low in rules:
             if value is not None and value < low:
                 raise NanoNetError(f"{key} must be at least {low}, not {value}.")
         resolve_device(t.device, "train.device")
+        if t.engine == "ray":
+            import_ray()  # not installed: say how, before the run rather than at its end
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -117,6 +117,13 @@ class TeacherTargets:
                 self.pooled[split][index] = vectors
             self.done[split][batch] = True
 
+    def put(self, split: str, logits: torch.Tensor, pooled: torch.Tensor | None) -> None:
+        """Every text's outputs of `split`, computed elsewhere (on a Ray actor pool)."""
+        self.logits[split] = logits
+        if self.keep_vectors and pooled is not None:
+            self.pooled[split] = pooled
+        self.done[split][:] = True
+
     def get(self, split: str, idx: list[int]) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(sentence vectors or None, logits) of `idx` in `split`."""
         missing = [i for i in dict.fromkeys(idx) if not self.done[split][i]]

@@ -110,6 +110,8 @@ class NanoNetTrainer:
         self.device = resolve_device(config.train.device, "train.device")
         # Under torchrun: this rank's process group and device (a world of one otherwise).
         self.dist, self.device = distributed.setup(self.device)
+        if self.dist.enabled and config.train.engine == "ray":
+            raise NanoNetError("train.engine=ray and torchrun do not mix; choose one of them.")
         apply_device_defaults(config, self.device)
         if len(task.label_names) < 2:
             raise NanoNetError("Training needs at least two classes in the labelled data.")
@@ -758,6 +760,38 @@ class NanoNetTrainer:
         if self.cache is not None:
             self.cache.clear()
             self.cache = None
+        if tc.engine == "ray":
+            self._targets_on_ray(splits)
+
+    def _targets_on_ray(self, splits: dict[str, list[int]]) -> None:
+        """Every pool text's targets at once, read by the teacher on a Ray actor pool."""
+        from nanonet.train.ray_targets import teacher_outputs_on_ray
+
+        tc, t = self.cfg.train, self.teacher
+        assert self.targets is not None
+        names = list(splits)  # one pass over all of them: starting Ray takes seconds
+        ids = [x for split in names for x in t.ids[split]]
+        self._phase(f"the teacher reads {len(ids)} texts on Ray ({tc.ray_workers} workers)")
+        logits, vectors = teacher_outputs_on_ray(
+            t.model,
+            ids,
+            t.pad_id,
+            tc.eval_batch_size,
+            self.targets.keep_vectors,
+            tc.ray_workers,
+            tc.ray_address,
+        )
+        start = 0
+        for split in names:
+            end = start + len(t.ids[split])
+            part = torch.from_numpy(logits[start:end]).to(self.device)
+            pooled = (
+                torch.from_numpy(vectors[start:end]).to(self.device)
+                if vectors is not None
+                else None
+            )
+            self.targets.put(split, part, pooled)
+            start = end
 
     def _batch_sizes(self) -> tuple[int, int]:
         tc = self.cfg.train
