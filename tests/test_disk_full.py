@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from nanonet.cli import main, run_state_folder
-from nanonet.infer import stream
+from nanonet.infer.output import OutputWriter
 from nanonet.models.classifier import NanoNetClassifier
 from nanonet.train.checkpoint import Checkpoints
 from test_cli import TEXTS, _predict_argv, _user_error, _write_csv
@@ -117,8 +117,8 @@ def test_predict_on_a_full_disk_keeps_whole_rows_and_resumes(
     texts = _write_csv(tmp_path / "texts.csv", ["text"], [[t] for t in TEXTS * 3])
     full, output = tmp_path / "full.csv", tmp_path / "preds.csv"
     assert main([*_predict_argv(trained_model, texts, full), "--chunk-rows", "4"]) == 0
-    commit = stream._OutputWriter._commit
-    monkeypatch.setattr(stream._OutputWriter, "_commit", _failing(commit, 3, code))
+    commit = OutputWriter._commit
+    monkeypatch.setattr(OutputWriter, "_commit", _failing(commit, 3, code))
     argv = [*_predict_argv(trained_model, texts, output), "--chunk-rows", "4"]
     err = _user_error(capsys, main(argv))
     assert os.strerror(code) in err and "--resume" in err

@@ -22,7 +22,8 @@ from nanonet.cli import main
 from nanonet.data.readers import read_table
 from nanonet.data.stream_readers import count_rows, iter_texts
 from nanonet.errors import NanoNetError
-from nanonet.infer.stream import StreamInterrupted, output_columns, predict_stream
+from nanonet.infer.output import output_columns
+from nanonet.infer.stream import StreamInterrupted, predict_stream
 from nanonet.models.classifier import NanoNetClassifier
 from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
 
