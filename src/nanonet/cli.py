@@ -19,6 +19,7 @@ from typing import Any
 
 from nanonet.errors import NanoNetError
 from nanonet.models.device import add_device_argument
+from nanonet.models.model_folder import LOAD_BACKENDS
 
 log = logging.getLogger("nanonet")
 
@@ -106,6 +107,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     pr.add_argument("--resume", action="store_true", help="continue an interrupted run's --output")
+    pr.add_argument(
+        "--backend",
+        choices=LOAD_BACKENDS,
+        default="torch",
+        help="torch, packed, onnx or onnx-int8 (the ONNX ones after `nanonet export`)",
+    )
+    pr.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="ray: score on a Ray actor pool; --output is then a folder of Parquet parts",
+    )
+    pr.add_argument("--ray-address", help="a Ray cluster (default: a local one, loopback only)")
+    pr.add_argument(
+        "--workers",
+        type=int,
+        help="Ray actors, one model each (default: one per CPU; on a cluster, its CPUs less one)",
+    )
     add_device_argument(pr)
     pr.set_defaults(func=cmd_predict)
 
@@ -561,6 +580,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from nanonet.data.stream_readers import iter_texts
     from nanonet.infer.stream import StreamInterrupted, predict_stream
 
+    if args.engine == "ray":
+        return _predict_on_ray(args)
+    if args.ray_address or args.workers is not None:
+        raise NanoNetError("--ray-address and --workers go with --engine ray.")
     output = Path(args.output)
     if output.suffix.lower() not in (".csv", ".jsonl"):
         raise NanoNetError(f"--output must end in .csv or .jsonl, not '{output.suffix}'.")
@@ -578,7 +601,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise NanoNetError(f"--chunk-rows must be at least 1, not {args.chunk_rows}.")
     # Check the input (file, format, column) before spending seconds on loading the model.
     iter_texts(args.input, args.text_column, args.chunk_rows).close()
-    clf = _load_model(args.model, args.device)
+    clf = _load_model(args.model, args.device, args.backend)
     start = time.perf_counter()
     try:
         stats = predict_stream(
@@ -617,17 +640,91 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_on_ray(args: argparse.Namespace) -> int:
+    from nanonet.infer.ray_predict import (
+        existing_parts,
+        input_format,
+        input_paths,
+        predict_on_ray,
+    )
+    from nanonet.models.model_folder import read_model_meta
+    from nanonet.ray_cluster import import_ray
+
+    output = Path(args.output)
+    if output.suffix.lower() in (".csv", ".jsonl", ".parquet"):
+        raise NanoNetError(
+            f"With --engine ray, --output is a folder for Parquet parts, not a file ({output})."
+        )
+    if args.resume:
+        raise NanoNetError(
+            "--resume is for the single-process engine; with --engine ray, run again with "
+            "--overwrite."
+        )
+    if output.exists() and not output.is_dir():
+        raise NanoNetError(f"--output {output} is a file; --engine ray writes a folder.")
+    # Any file in the folder refuses it, not only parts: another program's files beside ours
+    # would be read as one dataset by whoever reads the folder.
+    if output.is_dir() and any(output.iterdir()) and not args.overwrite:
+        raise NanoNetError(
+            f"{output} already exists and is not empty; pass --overwrite to replace its "
+            "Parquet parts, or choose another --output."
+        )
+    parts = existing_parts(output)
+    _check_parent(output, "--output")
+    if args.workers is not None and args.workers < 1:
+        raise NanoNetError(f"--workers must be at least 1, not {args.workers}.")
+    if args.batch_size < 1:
+        raise NanoNetError(f"--batch-size must be at least 1, not {args.batch_size}.")
+    input_format(args.input)
+    input_paths(args.input)
+    read_model_meta(args.model)  # a missing or foreign model folder: said before Ray starts
+    import_ray()
+    for part in parts:
+        part.unlink()
+    try:
+        stats = predict_on_ray(
+            args.model,
+            args.input,
+            output,
+            text_column=args.text_column,
+            backend=args.backend,
+            device=args.device,
+            workers=args.workers,
+            address=args.ray_address,
+            batch_size=args.batch_size,
+            progress=not args.quiet and sys.stderr.isatty(),
+        )
+    except KeyboardInterrupt:
+        # main's "nothing was written" is wrong here: the parts written so far are whole.
+        done = len(existing_parts(output))
+        print(
+            f"nanonet: interrupted; {output} holds {done} complete Parquet parts; run again "
+            "with --overwrite to score everything.",
+            file=sys.stderr,
+        )
+        return 130
+    log.info(
+        "labelled %d texts on Ray in %.1f s (%.0f docs/s) -> %s (%d Parquet parts)",
+        stats["rows"],
+        stats["seconds"],
+        stats["docs_per_s"],
+        output,
+        stats["parts"],
+    )
+    return 0
+
+
 def _check_parent(path: Path, option: str) -> None:
     if not path.expanduser().resolve().parent.is_dir():
         raise NanoNetError(f"The folder of {option} {path} does not exist; create it first.")
 
 
-def _load_model(path: str, device: str) -> Any:
-    from nanonet.models.classifier import NanoNetClassifier
+def _load_model(path: str, device: str, backend: str = "torch") -> Any:
+    from nanonet.models.classifier import load_classifier
 
     # from_pretrained itself refuses a missing folder or one without nanonet.json, and a
     # device this machine does not have.
-    clf = NanoNetClassifier.from_pretrained(path, device=device)
+    clf = load_classifier(path, backend, device)
     log.info("model on %s", clf.device)
     return clf
 

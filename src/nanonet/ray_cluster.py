@@ -47,6 +47,9 @@ def ray_session(address: str | None, workers: int) -> Iterator[Any]:
     else:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home from a laptop
         ray.init(
+            # "local": a new instance even where RAY_ADDRESS or a `ray start` cluster would
+            # otherwise be joined, so that the instance is the loopback-only one asked for.
+            address="local",
             num_cpus=workers,
             include_dashboard=False,
             _node_ip_address="127.0.0.1",

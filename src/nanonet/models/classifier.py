@@ -20,9 +20,11 @@ from nanonet.models.device import autocast, device_of, resolve_device
 from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
 from nanonet.models.model_card import write_model_card
 from nanonet.models.model_folder import (
+    BACKENDS,
     CARD_FILE,
     CONFIG_FILE,
     HEAD_FILE,
+    LOAD_BACKENDS,
     RUN_FILES,
     WEIGHTS_FILE,
     read_model_meta,
@@ -30,8 +32,6 @@ from nanonet.models.model_folder import (
 )
 from nanonet.models.onnx_runtime import export_command, load_onnx_model
 from nanonet.models.peft import merge_lora
-
-BACKENDS = ("torch", "packed", "onnx")
 
 
 class NanoNetClassifier:
@@ -153,6 +153,21 @@ class NanoNetClassifier:
 
             model = PackedEncoderClassifier(model)
         return cls(model, tokenizer, meta["label_names"], meta["max_length"], meta["summary"])
+
+
+def load_classifier(
+    model_dir: str | Path, backend: str = "torch", device: str | torch.device = "auto"
+) -> NanoNetClassifier:
+    """`backend` as in NanoNetClassifier.from_pretrained, plus "onnx-int8" (quantized ONNX)."""
+    if backend not in LOAD_BACKENDS:
+        raise NanoNetError(
+            f"Unknown backend '{backend}'; choose one of {', '.join(LOAD_BACKENDS)}."
+        )
+    if backend == "onnx-int8":
+        return NanoNetClassifier.from_pretrained(
+            model_dir, backend="onnx", quantized=True, device=device
+        )
+    return NanoNetClassifier.from_pretrained(model_dir, backend=backend, device=device)
 
 
 def onnx_classifier(

@@ -30,6 +30,11 @@ from typing import Any
 
 from nanonet.errors import NanoNetError
 
+# How a model folder can be read: torch, torch without compute on padding, ONNX Runtime (after
+# `nanonet export`); `nanonet serve` and `nanonet predict` also take the int8 ONNX file.
+BACKENDS = ("torch", "packed", "onnx")
+LOAD_BACKENDS = (*BACKENDS, "onnx-int8")
+
 log = logging.getLogger(__name__)
 
 META_FILE = "nanonet.json"

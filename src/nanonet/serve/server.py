@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import socket
 from pathlib import Path
-from typing import Any
 
 from nanonet.errors import NanoNetError
 from nanonet.models.device import add_device_argument
+from nanonet.models.model_folder import LOAD_BACKENDS
 from nanonet.serve.limits import ServeSettings
-
-BACKENDS = ("torch", "packed", "onnx", "onnx-int8")
 
 
 def run_server(
@@ -36,6 +34,8 @@ def run_server(
 
     ServeSettings(max_batch, max_wait_ms, max_texts, max_chars).check()  # before the slow load
     _set_threads(threads)
+    from nanonet.models.classifier import load_classifier
+
     classifier = load_classifier(model_dir, backend, device)
     app = create_app(
         classifier,
@@ -64,19 +64,6 @@ def run_server(
         print("nanonet: server stopped.", flush=True)
     finally:
         sock.close()
-
-
-def load_classifier(model_dir: str | Path, backend: str = "torch", device: str = "auto") -> Any:
-    """`backend` as in NanoNetClassifier.from_pretrained, plus "onnx-int8" (quantized ONNX)."""
-    from nanonet.models.classifier import NanoNetClassifier
-
-    if backend not in BACKENDS:
-        raise NanoNetError(f"Unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}.")
-    if backend == "onnx-int8":
-        return NanoNetClassifier.from_pretrained(
-            model_dir, backend="onnx", quantized=True, device=device
-        )
-    return NanoNetClassifier.from_pretrained(model_dir, backend=backend, device=device)
 
 
 def _set_threads(threads: int | None) -> None:
@@ -115,7 +102,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a folder written by `nanonet train`")
     parser.add_argument("--host", default="127.0.0.1", help="default: loopback only")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    parser.add_argument("--backend", choices=BACKENDS, default="torch")
+    parser.add_argument("--backend", choices=LOAD_BACKENDS, default="torch")
     parser.add_argument("--max-batch", type=int, default=64, help="most texts per model call")
     parser.add_argument(
         "--max-wait-ms", type=float, default=5.0, help="how long a request waits for company"
