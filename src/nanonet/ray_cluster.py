@@ -59,3 +59,17 @@ def ray_session(address: str | None, workers: int) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+
+
+def quiet_ray_data() -> None:
+    # Ray Data prints its execution plan to stderr at INFO; the CLI prints one line per run.
+    # Ray Data's log file in the session folder keeps everything.
+    import ray.data  # configures the ray.data logger on first import
+
+    # Errors too: one that ends the run comes back to us as an exception, and a bad input
+    # file is then said in one sentence instead of Ray's two full tracebacks.
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setLevel(logging.CRITICAL)
+    # Our progress bars count texts; Ray's would count blocks.
+    ray.data.DataContext.get_current().enable_progress_bars = False

@@ -34,7 +34,7 @@ from nanonet.data.input_checks import missing_column, no_rows
 from nanonet.errors import NanoNetError
 from nanonet.infer.output import prediction_columns
 from nanonet.models.model_folder import read_model_meta
-from nanonet.ray_cluster import ray_session
+from nanonet.ray_cluster import quiet_ray_data, ray_session
 
 log = logging.getLogger("nanonet")
 
@@ -158,18 +158,6 @@ def _pool_size(ray: Any, workers: int | None) -> int:
     return workers
 
 
-def _quiet_ray_data() -> None:
-    # Ray Data prints its execution plan to stderr at INFO; the CLI prints one line per run.
-    # Ray Data's log file in the session folder keeps everything.
-    import ray.data  # noqa: F401  (configures the ray.data logger on first import)
-
-    # Errors too: one that ends the run comes back to us as an exception, and a bad input
-    # file is then said in one sentence instead of Ray's two full tracebacks.
-    for handler in logging.getLogger("ray.data").handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setLevel(logging.CRITICAL)
-
-
 # How a remote traceback names the failures of reading a bad file: undecodable bytes, a CSV or
 # JSON line pyarrow cannot parse, JSON that Python's parser (Ray's fallback) cannot parse.
 _READ_FAILURE = re.compile(
@@ -216,10 +204,9 @@ def predict_on_ray(
     local_workers = workers or os.cpu_count() or 1
     with ray_session(address, local_workers + READER_CPUS) as ray:
         pool = _pool_size(ray, workers)
-        _quiet_ray_data()
+        quiet_ray_data()
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
-        context.enable_progress_bars = False  # ours counts texts; Ray's would count blocks
         try:
             data = _read(ray, paths, fmt, text_column)
             names = data.schema().names

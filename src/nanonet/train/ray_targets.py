@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,7 +21,7 @@ import torch
 
 from nanonet.data.batching import length_sorted_batches, pad_batch
 from nanonet.models.encoder import EncoderClassifier
-from nanonet.ray_cluster import ray_session
+from nanonet.ray_cluster import quiet_ray_data, ray_session
 
 log = logging.getLogger("nanonet")
 
@@ -51,7 +52,7 @@ class _TeacherReader:
 
     @torch.no_grad()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        index = batch["id"].astype(np.int64)
+        index = batch["data"].astype(np.int64)
         ids = [self.flat[self.offsets[i] : self.offsets[i + 1]] for i in index]
         logits, vectors = [], []
         order = length_sorted_batches([len(x) for x in ids], self.batch_size)
@@ -85,11 +86,15 @@ def teacher_outputs_on_ray(
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     flat = np.concatenate([np.asarray(x, dtype=np.int32) for x in ids])
     cpu_model = copy.deepcopy(model).to("cpu").eval()
-    with ray_session(address, workers) as ray:
+    # One CPU more than the actors take: the driver's own tasks must not wait for them.
+    with ray_session(address, workers + 1) as ray:
         model_ref, flat_ref, offsets_ref = ray.put(cpu_model), ray.put(flat), ray.put(offsets)
-        # Length-sorted ids, so each task's texts pad to about the same width.
+        quiet_ray_data()
+        # Length-sorted ids, so each task's texts pad to about the same width, in blocks of
+        # `texts_per_task` (one block would keep all but one actor idle).
         order = np.argsort(lengths, kind="stable")
-        data = ray.data.from_numpy(order).rename_columns({"data": "id"})
+        blocks = np.array_split(order, max(workers, math.ceil(len(order) / texts_per_task)))
+        data = ray.data.from_numpy([b for b in blocks if len(b)])  # one column: "data"
         scored = data.map_batches(
             _TeacherReader,
             batch_size=texts_per_task,
