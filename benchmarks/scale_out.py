@@ -49,6 +49,9 @@ START, END = "<!-- scaling-table:start -->", "<!-- scaling-table:end -->"
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.report_only:
+        write_readme(json.loads(Path(args.out).read_text(encoding="utf-8")))
+        return 0
     from nanonet.data.builtin import load_builtin_splits
 
     splits = load_builtin_splits("rotten_tomatoes")
@@ -96,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_readme(results)
+    return 0
+
+
+def write_readme(results: dict[str, Any]) -> None:
     table = markdown(results)
     readme = ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
@@ -103,7 +111,6 @@ def main(argv: list[str] | None = None) -> int:
         head, rest = text.split(START, 1)
         readme.write_text(f"{head}{START}\n{table}\n{END}{rest.split(END, 1)[1]}", "utf-8")
     print(table)
-    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--texts", type=int, default=20000, help="texts scored")
     p.add_argument("--steps", type=int, default=30, help="joint-stage steps per training run")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/scale_out.json"))
+    p.add_argument("--report-only", action="store_true", help="rewrite README from --out")
     return p
 
 
@@ -138,12 +146,14 @@ def teacher_reading(texts: list[str]) -> dict[str, float]:
     actors of 1 thread (the path `nanonet train --engine ray` takes)."""
     import numpy as np
     import torch
+    from transformers.utils import logging as hf_logging
 
     from nanonet.data.batching import length_sorted_batches, pad_batch
     from nanonet.models.assets import encoder_dir
     from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
     from nanonet.train.ray_targets import teacher_outputs_on_ray
 
+    hf_logging.set_verbosity_error()  # the sentence-transformers folder has no pooler weights
     hf, tok = load_hf_encoder(encoder_dir("all-mpnet-base-v2"))
     model = EncoderClassifier(Backbone(hf), 2, dropout=0.0).eval()
     ids = [
@@ -167,6 +177,10 @@ def teacher_reading(texts: list[str]) -> dict[str, float]:
         "1 process x 2 threads": round(len(texts) / local, 1),
         "Ray, 2 workers x 1 thread": round(len(texts) / on_ray, 1),
     }
+
+
+def _num(x: float) -> str:
+    return f"{x:,.2f}" if x < 10 else f"{x:,.0f}"
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -194,15 +208,18 @@ def markdown(r: dict[str, Any]) -> str:
         eff = two / one
         per_worker = two / 2
         lines.append(
-            f"| {name} | {unit} | {one:,.2f} | {two:,.2f} | {eff:.2f} | "
-            f"{per_worker * 8:,.0f} | {per_worker * 64:,.0f} |"
+            f"| {name} | {unit} | {_num(one)} | {_num(two)} | {eff:.2f} | "
+            f"{_num(per_worker * 8)} | {_num(per_worker * 64)} |"
         )
     lines += [
         "",
-        "Two cores cap the gain here: both columns use the same two cores, so the second only "
-        "shows what splitting them costs (process start, Ray's start, gradient all-reduce), "
-        "not a speed-up. The estimates assume one core per worker at the measured rate per "
-        "worker, linear in workers; they are not measured.",
+        "Two cores cap the gain here: both columns use the same two cores, so the second shows "
+        "what splitting them costs or gains (process start, Ray's start and model loads, which "
+        "the scoring figures include; gradient all-reduce), not what more machines give. "
+        "Training in 2 processes of 1 thread beat 1 process of 2 threads: torch's two threads "
+        "on one small batch use the cores less well. The estimates assume one core per worker "
+        "at the measured rate per worker, linear in workers; they are not measured (training "
+        "keeps one global batch, so more ranks each get less of it and would gain less).",
     ]
     return "\n".join(lines)
 
