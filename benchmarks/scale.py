@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        args.models = tiny_models(folder) if args.tiny else None
         train = _labelled_csv(folder / "train.csv", splits.train_texts, splits.train_labels)
         for size in args.pools:
             pool = _pool_csv(folder / f"pool{size}.csv", splits.train_texts, size)
@@ -58,14 +59,49 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "git_commit": git_commit(),
         "steps": args.steps,
+        "models": "tiny" if args.tiny else "real",
+        "note": args.note,
         "rows": rows,
     }
-    out = Path(args.out)
+    out = Path(args.out or (TINY_JSON if args.tiny else REAL_JSON))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    Path(args.markdown).write_text(markdown(results) + "\n", encoding="utf-8")
-    print(markdown(results))
+    write_markdown(Path(args.markdown))
     return 0
+
+
+REAL_JSON = ROOT / "benchmarks/results/scale.json"
+TINY_JSON = ROOT / "benchmarks/results/scale_tiny.json"
+
+
+def write_markdown(path: Path) -> None:
+    """SCALE.md from the stored results: the real models' table, then the tiny models'."""
+    parts = [markdown(json.loads(f.read_text())) for f in (REAL_JSON, TINY_JSON) if f.is_file()]
+    path.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+    print("\n\n".join(parts))
+
+
+def tiny_models(folder: Path) -> tuple[Path, Path]:
+    """A 2-layer, 32-wide MPNet teacher and BERT student, randomly initialised, with the real
+    packaged tokenizers: the models cost next to nothing, so what grows is the pool's own cost."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel, MPNetConfig, MPNetModel
+
+    from nanonet.models.assets import encoder_dir
+
+    torch.manual_seed(0)
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    made = []
+    for name, config_cls, model_cls, source in (
+        ("teacher", MPNetConfig, MPNetModel, "all-mpnet-base-v2"),
+        ("student", BertConfig, BertModel, "minilm-l3"),
+    ):
+        tok = AutoTokenizer.from_pretrained(encoder_dir(source), local_files_only=True)
+        config = config_cls(vocab_size=len(tok), max_position_embeddings=514, **small)
+        model_cls(config).save_pretrained(folder / name)
+        tok.save_pretrained(folder / name)
+        made.append(folder / name)
+    return made[0], made[1]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,7 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pools", type=int, nargs="+", default=[1000, 5000, 50000, 500000])
     p.add_argument("--steps", type=int, default=30, help="joint-stage steps per run")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default=str(ROOT / "benchmarks/results/scale.json"))
+    p.add_argument("--tiny", action="store_true", help="tiny random models, real tokenizers")
+    p.add_argument("--note", help="a sentence printed under the table (e.g. what else ran)")
+    p.add_argument("--out", help="results JSON (default: results/scale.json or scale_tiny.json)")
     p.add_argument("--markdown", default=str(ROOT / "benchmarks/SCALE.md"))
     return p
 
@@ -106,8 +144,13 @@ def measure(train: Path, pool: Path, size: int, out: Path, args: argparse.Namesp
     cmd = [sys.executable, "-m", "nanonet", "-q", "train", "--train", str(train)]
     cmd += ["--unlabeled", str(pool), "--out", str(out), "--steps", str(args.steps)]
     cmd += ["--threads", str(args.threads)]
+    students = "teacher:bottom1,minilm-l3"
+    if args.models is not None:
+        teacher, student = args.models
+        cmd += ["--teacher", str(teacher)]
+        students = f"teacher:bottom1,{student}"
     cmd += [
-        "model.students=[teacher:bottom1,minilm-l3]",
+        f"model.students=[{students}]",
         "model.min_speedup=null",
         "data.max_unlabeled=null",  # the whole pool (the default caps it at 5,000)
         "train.teacher_contrastive_steps=10",
@@ -159,16 +202,28 @@ def markdown(r: dict[str, Any]) -> str:
     if 5000 in by_pool and 500000 in by_pool:
         ratio = by_pool[500000] / by_pool[5000]
         bar = f"{'met' if ratio <= 1.2 else 'NOT met'} ({ratio:.2f}x)"
+        per_text = (by_pool[500000] - by_pool[5000]) * 1024 / (500000 - 5000)
+        bar += (
+            f". Between them memory grows by {per_text:.2f} KB per extra pool text: the text "
+            "itself and its int32 token ids (one copy per tokenizer), which stay in memory"
+        )
+    tiny = r.get("models") == "tiny"
+    models = (
+        "tiny randomly initialised models (a 2-layer, 32-wide MPNet teacher and BERT student) "
+        "with the real packaged tokenizers, so that the pool's own cost is most of the memory"
+        if tiny
+        else "real packaged models (all-mpnet-base-v2 teacher; students teacher:bottom1 and "
+        "MiniLM-L3)"
+    )
     return "\n".join(
         [
-            "# Training as the pool grows",
+            "## Tiny models" if tiny else "# Training as the pool grows\n\n## Real models",
             "",
             f"{r['date']} · commit `{r['git_commit'][:12]}` · {m['cpu']}, {m['cores']} cores · "
-            "generated by `benchmarks/scale.py`",
+            "generated by `benchmarks/scale.py" + (" --tiny`" if tiny else "`"),
             "",
-            "`nanonet train --train (10 per class) --unlabeled POOL` in a child process, real "
-            "packaged models (all-mpnet-base-v2 teacher; students teacher:bottom1 and "
-            f"MiniLM-L3), {r['steps']} joint steps, 10 contrastive, 10 warm-up and about 20 "
+            "`nanonet train --train (10 per class) --unlabeled POOL` in a child process, "
+            f"{models}, {r['steps']} joint steps, 10 contrastive, 10 warm-up and about 20 "
             "distillation steps at every size, the whole pool used (`data.max_unlabeled=null`); "
             "the pool is rotten_tomatoes' training texts, repeated with a numbered suffix past "
             "8,530.",
@@ -178,6 +233,7 @@ def markdown(r: dict[str, Any]) -> str:
             *(_row(x) for x in rows),
             "",
             f"Bar: the 500k pool within 1.2x the 5k pool's peak RSS: {bar}.",
+            *(["", r["note"]] if r.get("note") else []),
             "",
             f"Command: `{r['command']}`",
         ]
