@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -349,7 +350,9 @@ def test_speed_screen_trains_the_fastest_when_none_is_fast_enough(
     cfg = _config(tiny_mpnet, ["teacher:0,1", "teacher:1"])
     cfg.model.min_speedup = 10.0
     _stub_speeds(monkeypatch, [10.0, 20.0, 30.0])
-    res = NanoNetTrainer(_task(), cfg, progress=False).train()
+    # The logger's own level, whatever earlier tests left (in CI, once, nothing was captured).
+    with caplog.at_level(logging.INFO, logger="nanonet"):
+        res = NanoNetTrainer(_task(), cfg, progress=False).train()
     assert res.kept == "teacher:1"
     assert [m["name"] for m in res.report["members"][1:]] == ["teacher:1"]
     assert "training the fastest, teacher:1" in caplog.text
