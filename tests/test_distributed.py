@@ -71,16 +71,9 @@ def test_a_shard_is_every_world_th_text_and_small_batches_stay_whole() -> None:
 
 @pytest.mark.slow
 def test_two_torchrun_processes_train_the_single_process_model(
-    tiny_mpnet: Path, tiny_bert: Path, tmp_path: Path
+    synthetic_csv: tuple[Path, Path], tiny_mpnet: Path, tiny_bert: Path, tmp_path: Path
 ) -> None:
-    from conftest import synthetic_rows
-
-    train, pool = tmp_path / "train.csv", tmp_path / "pool.csv"
-    rows = synthetic_rows(8, seed=1)
-    train.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows), encoding="utf-8")
-    pool.write_text(
-        "text\n" + "".join(f"{t}\n" for t, _ in synthetic_rows(40, seed=2)), encoding="utf-8"
-    )
+    train, pool = synthetic_csv
     tiny_mpnet = _without_dropout(tiny_mpnet, tmp_path / "mpnet")
     tiny_bert = _without_dropout(tiny_bert, tmp_path / "bert")
     single, ddp = tmp_path / "single", tmp_path / "ddp"

@@ -31,27 +31,14 @@ def _argv(data: tuple[Path, Path], teacher: Path, student: Path, out: Path) -> l
     ]
 
 
-@pytest.fixture
-def data(tmp_path: Path) -> tuple[Path, Path]:
-    from conftest import synthetic_rows
-
-    train, pool = tmp_path / "train.csv", tmp_path / "pool.csv"
-    rows = synthetic_rows(8, seed=1)
-    train.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows), encoding="utf-8")
-    pool.write_text(
-        "text\n" + "".join(f"{t}\n" for t, _ in synthetic_rows(40, seed=2)), encoding="utf-8"
-    )
-    return train, pool
-
-
 @pytest.mark.slow
 def test_targets_read_on_ray_train_the_local_model(
-    data: tuple[Path, Path], tiny_mpnet: Path, tiny_bert: Path, tmp_path: Path
+    synthetic_csv: tuple[Path, Path], tiny_mpnet: Path, tiny_bert: Path, tmp_path: Path
 ) -> None:
     pytest.importorskip("ray")
     local, on_ray = tmp_path / "local", tmp_path / "ray"
-    assert main(_argv(data, tiny_mpnet, tiny_bert, local)) == 0
-    argv = _argv(data, tiny_mpnet, tiny_bert, on_ray)
+    assert main(_argv(synthetic_csv, tiny_mpnet, tiny_bert, local)) == 0
+    argv = _argv(synthetic_csv, tiny_mpnet, tiny_bert, on_ray)
     assert main([*argv[: -len(RUN)], "--engine", "ray", "--workers", "2", *RUN]) == 0
     # Only the padding of the teacher's batches differs (float rounding of the targets).
     a = NanoNetClassifier.from_pretrained(local).predict_proba(TEXTS)
@@ -64,7 +51,7 @@ def test_targets_read_on_ray_train_the_local_model(
 
 
 def test_engine_ray_without_ray_says_how_to_install_it(
-    data: tuple[Path, Path],
+    synthetic_csv: tuple[Path, Path],
     tiny_mpnet: Path,
     tiny_bert: Path,
     tmp_path: Path,
@@ -72,7 +59,7 @@ def test_engine_ray_without_ray_says_how_to_install_it(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
-    argv = _argv(data, tiny_mpnet, tiny_bert, tmp_path / "m")
+    argv = _argv(synthetic_csv, tiny_mpnet, tiny_bert, tmp_path / "m")
     message = _user_error(capsys, main([*argv[: -len(RUN)], "--engine", "ray", *RUN]))
     assert "pip install 'nanonet[ray]'" in message
     assert not (tmp_path / "m").exists()
