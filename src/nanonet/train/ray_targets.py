@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from nanonet.data.batching import length_sorted_batches, pad_batch
+from nanonet.models.device import device_of
 from nanonet.models.encoder import EncoderClassifier
 from nanonet.ray_cluster import quiet_ray_data, ray_session
 
@@ -85,7 +86,9 @@ def teacher_outputs_on_ray(
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     flat = np.concatenate([np.asarray(x, dtype=np.int32) for x in ids])
-    cpu_model = copy.deepcopy(model).to("cpu").eval()
+    # ray.put pickles the model itself; a copy is needed only to bring it off a GPU.
+    on_cpu = device_of(model).type == "cpu"
+    cpu_model = model if on_cpu else copy.deepcopy(model).to("cpu")
     # One CPU more than the actors take: the driver's own tasks must not wait for them.
     with ray_session(address, workers + 1) as ray:
         model_ref, flat_ref, offsets_ref = ray.put(cpu_model), ray.put(flat), ray.put(offsets)
