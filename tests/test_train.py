@@ -232,22 +232,42 @@ def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
+def _moved_teacher_weights(trainer: NanoNetTrainer, teacher: Path) -> list[str]:
+    from nanonet.models.encoder import load_hf_encoder
+
+    fresh_state = load_hf_encoder(teacher)[0].state_dict()
+    state = trainer.teacher.model.backbone.hf.state_dict()
+    assert set(state) == set(fresh_state)  # the adapters were folded in: a plain checkpoint
+    return [k for k, v in state.items() if not torch.equal(v, fresh_state[k])]
+
+
+def test_stage1_at_full_depth_folds_adapters_into_every_layer(
+    tiny_mpnet: Path, tiny_bert: Path
+) -> None:
+    trainer = NanoNetTrainer(_task(), _config(tiny_mpnet, ["teacher:0,1"]), progress=False)
+    result = trainer.train()
+    moved = _moved_teacher_weights(trainer, tiny_mpnet)
+    # Stage 1 reached the bottom layers (0-1) through biases and query/value adapters ...
+    assert any("layer.0." in k and k.endswith("q.weight") for k in moved)
+    assert any("layer.1." in k and k.endswith("bias") for k in moved)
+    # ... and nothing else: no key/output/feed-forward weight, no embedding table.
+    assert all(k.endswith(("bias", "q.weight", "v.weight")) for k in moved), moved
+    # The stage-1 weights count as trained, though frozen after it.
+    teacher = result.report["members"][0]
+    trainable_now = sum(p.numel() for p in trainer.teacher.model.parameters() if p.requires_grad)
+    assert teacher["trainable_params"] == trainable_now + trainer.teacher.trained_before
+    assert trainer.teacher.trained_before > 0
+
+
 def test_nanonet_run_trains_only_what_it_should(tiny_mpnet: Path, tiny_bert: Path) -> None:
-    trainer = NanoNetTrainer(
-        _task(), _config(tiny_mpnet, ["teacher:0,1", str(tiny_bert)]), progress=False
-    )
+    cfg = _config(tiny_mpnet, ["teacher:0,1", str(tiny_bert)])
+    cfg.model.teacher_contrastive_peft = "top"
+    trainer = NanoNetTrainer(_task(), cfg, progress=False)
     logs: list[dict] = []
     trainer.on_step = logs.append
     result = trainer.train()
     # The teacher's frozen bottom (embeddings, layers 0-1 of 4) is exactly the pretrained one.
-    from nanonet.models.encoder import load_hf_encoder
-
-    fresh, _ = load_hf_encoder(tiny_mpnet)
-    fresh_state = fresh.state_dict()
-    moved = []
-    for key, value in trainer.teacher.model.backbone.hf.state_dict().items():
-        if not torch.equal(value, fresh_state[key]):
-            moved.append(key)
+    moved = _moved_teacher_weights(trainer, tiny_mpnet)
     assert moved and all(k.endswith("bias") for k in moved)
     assert all(("layer.2." in k or "layer.3." in k) for k in moved)
 

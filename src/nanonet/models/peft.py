@@ -36,13 +36,19 @@ def inject_missing_biases(module: nn.Module) -> int:
 class LoRALinear(nn.Module):
     """y = W x + b + (alpha / r) * B A x, with B zero-initialised (function unchanged at start)."""
 
-    def __init__(self, base: nn.Linear, rank: int, alpha: float) -> None:
+    def __init__(
+        self,
+        base: nn.Linear,
+        rank: int,
+        alpha: float,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         self.base = base
         self.scale = alpha / rank
         self.lora_a = nn.Parameter(torch.empty(rank, base.in_features))
         self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank))
-        nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
+        nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5), generator=generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base(x) + (x @ self.lora_a.t() @ self.lora_b.t()) * self.scale
@@ -57,13 +63,20 @@ class LoRALinear(nn.Module):
 LORA_TARGETS = ("query", "value", "q", "v")
 
 
-def apply_lora(module: nn.Module, rank: int = 8, alpha: float = 16.0) -> int:
-    """Wrap the attention query/value projections in LoRA adapters; returns how many."""
+def apply_lora(
+    module: nn.Module,
+    rank: int = 8,
+    alpha: float = 16.0,
+    generator: torch.Generator | None = None,
+) -> int:
+    """Wrap the attention query/value projections in LoRA adapters; returns how many.
+
+    `generator`: where the adapters' random start comes from (default: torch's global one)."""
     wrapped = 0
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
             if name in LORA_TARGETS and isinstance(child, nn.Linear):
-                setattr(parent, name, LoRALinear(child, rank, alpha))
+                setattr(parent, name, LoRALinear(child, rank, alpha, generator))
                 wrapped += 1
     return wrapped
 

@@ -16,9 +16,16 @@ from torch import nn
 from nanonet.models.assets import encoder_dir
 from nanonet.models.classifier import NanoNetClassifier
 from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
-from nanonet.models.peft import apply_lora, count_parameters, inject_missing_biases, set_trainable
+from nanonet.models.peft import (
+    apply_lora,
+    count_parameters,
+    inject_missing_biases,
+    merge_lora,
+    set_trainable,
+)
 from nanonet.models.speed import best_docs_per_second, class_ids, untrained_classifier
 from nanonet.models.students import StudentSpec, parse_student_spec, select_layers, subset_layers
+from nanonet.train.checkpoint import load_trainable_state
 from nanonet.train.config import ModelConfig, TrainConfig
 
 log = logging.getLogger("nanonet")
@@ -40,13 +47,18 @@ class Member:
     projection: nn.Linear | None = None
     optimizer: torch.optim.Optimizer | None = None
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    # Weights a stage trained and then froze (the teacher's stage 1 at full depth, folded into
+    # its weights): trained all the same, so they count in `params`.
+    trained_before: int = 0
 
     @property
     def pad_id(self) -> int:
         return self.tokenizer.pad_token_id
 
     def params(self) -> tuple[int, int]:
-        return count_parameters(self.model)
+        """(weights trained in this run, all weights)."""
+        trainable, total = count_parameters(self.model)
+        return trainable + self.trained_before, total
 
     def projection_params(self) -> int:
         return sum(p.numel() for p in self.projection.parameters()) if self.projection else 0
@@ -98,6 +110,46 @@ def build_teacher(mc: ModelConfig, num_labels: int) -> tuple[EncoderClassifier, 
         apply_lora(model.backbone, mc.lora_rank)
     set_trainable(model, mc.teacher_peft, cut)
     return model, hf, tok, cut
+
+
+def open_teacher_depth(
+    model: EncoderClassifier, rank: int, generator: torch.Generator | None = None
+) -> list[nn.Parameter]:
+    """Stage 1 at full depth: LoRA adapters on every layer's query/value projections, and the
+    bias terms of every layer, train. Returns those weights (not the head, which stage 1 does
+    not use)."""
+    apply_lora(model.backbone, rank, generator=generator)
+    set_trainable(model, "lora", 0)
+    return [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
+
+
+def close_teacher_depth(
+    model: EncoderClassifier, mc: ModelConfig, cut: int
+) -> tuple[dict[str, torch.Tensor], int]:
+    """Fold stage 1's adapters into the teacher's weights and go back to training what
+    `model.teacher_peft` trains above `cut`, so the frozen bottom can be cached again.
+
+    Returns what stage 1 trained (adapters and biases; a checkpoint keeps it to redo the fold on
+    resume) and how many weights that was, for the report's count of trained weights.
+    """
+    state = {
+        n: p.detach().cpu().clone()
+        for n, p in model.named_parameters()
+        if p.requires_grad and not n.startswith("head.")
+    }
+    merge_lora(model.backbone)
+    set_trainable(model, mc.teacher_peft, cut)
+    still = {n for n, p in model.named_parameters() if p.requires_grad}
+    return state, sum(v.numel() for n, v in state.items() if n not in still)
+
+
+def redo_teacher_depth(
+    model: EncoderClassifier, mc: ModelConfig, cut: int, state: dict[str, torch.Tensor]
+) -> int:
+    """A resumed run past stage 1: fold the checkpoint's stage-1 weights in again."""
+    open_teacher_depth(model, mc.lora_rank)
+    load_trainable_state(model, state)
+    return close_teacher_depth(model, mc, cut)[1]
 
 
 def student_encoder(spec: StudentSpec, teacher_hf: Any, teacher_tok: Any) -> tuple[Any, Any]:

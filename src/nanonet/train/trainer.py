@@ -1,8 +1,9 @@
 """The NanoNet run: a teacher adapted online, distilled into a cohort of students.
 
 Read it next to `shared/docs/method.md`. A run has four stages:
-1. `teacher_contrastive_stage`: the teacher's trainable biases learn to separate the classes
-   from pairs of labelled texts (SetFit-style);
+1. `teacher_contrastive_stage`: the teacher learns to separate the classes from pairs of
+   labelled texts (SetFit-style), through LoRA adapters and bias terms in every layer, folded
+   into its weights afterwards;
 2. `teacher_warmup_step`: the teacher's head and biases learn from the labels alone, so that the
    first distillation targets are not noise;
 3. `nanonet_step`: the teacher keeps adapting while every student learns from the labels, the
@@ -155,6 +156,10 @@ class NanoNetTrainer:
         self.in_loop = False
         self.pair_opt: torch.optim.Optimizer | None = None
         self.unl_iter: Any = None
+        # What stage 1 trained at full depth (adapters, biases), kept for checkpoints; and
+        # whether the teacher carries the adapters now (before they are folded in).
+        self.stage1_state: dict[str, torch.Tensor] | None = None
+        self.depth_open = False
 
     def read_length(self, member: Member) -> int:
         """Tokens `member` reads at prediction: the teacher the dataset's length, a student
@@ -280,7 +285,8 @@ class NanoNetTrainer:
         y: torch.Tensor | None = None,
         phase: str = "contrastive",
     ) -> None:
-        """Stage 1: the teacher's trainable biases learn to separate the classes (SetFit-style).
+        """Stage 1: the teacher learns to separate the classes (SetFit-style), by default
+        through adapters and biases in every layer (`_open_teacher_depth`).
 
         With ten examples per class the head alone cannot move a frozen embedding much; pulling
         same-class texts together and pushing others apart first lifts the teacher from its
@@ -309,6 +315,39 @@ class NanoNetTrainer:
             return {"teacher_pair": loss.item()}
 
         self._loop(phase, tc.teacher_contrastive_steps, step, phase == "contrastive")
+
+    def _open_teacher_depth(self) -> None:
+        """Before stage 1 with `model.teacher_contrastive_peft=lora-all`: adapters in every
+        teacher layer. A run resumed past stage 1 folds the checkpoint's stage-1 weights in
+        again instead (they are frozen afterwards, so no later checkpoint holds them)."""
+        mc, tc = self.cfg.model, self.cfg.train
+        if mc.teacher_contrastive_peft != "lora-all" or tc.teacher_contrastive_steps == 0:
+            return
+        model = self.teacher.model
+        saved = self.resumed.get("teacher_stage1") if self.resumed is not None else None
+        if saved is not None:
+            self.teacher.trained_before = cohort.redo_teacher_depth(
+                model, mc, self.teacher_cut, saved
+            )
+            self.stage1_state = saved
+        elif self._runs("contrastive"):
+            adapters = torch.Generator().manual_seed(self.adapter_seed)
+            cohort.open_teacher_depth(model, mc.lora_rank, adapters)
+            self.depth_open = True
+        model.to(self.device)  # the adapters are created on the CPU
+
+    def _close_teacher_depth(self) -> None:
+        """After stage 1 at full depth: fold the adapters into the weights; the later stages
+        train the top layers only, above a bottom that is frozen again."""
+        if not self.depth_open:
+            return
+        t = self.teacher
+        self.stage1_state, t.trained_before = cohort.close_teacher_depth(
+            t.model, self.cfg.model, self.teacher_cut
+        )
+        self.depth_open = False
+        # Stage 1's optimiser held the adapters, which are gone now.
+        self.pair_opt = self._pair_optimizer()
 
     def _pair_optimizer(self) -> torch.optim.Optimizer | None:
         """Stage 1's optimiser: the teacher's trainable weights below its head."""
@@ -477,8 +516,9 @@ class NanoNetTrainer:
         torch.manual_seed(tc.seed)
         # One generator per random stream, so switching one part off leaves the others' draws
         # unchanged and ablations stay paired.
-        seeds = np.random.SeedSequence(tc.seed).spawn(5)
-        pool_seed, batch_seed, view_seed, pair_seed, self_seed = seeds
+        seeds = np.random.SeedSequence(tc.seed).spawn(6)
+        pool_seed, batch_seed, view_seed, pair_seed, self_seed, adapter_seed = seeds
+        self.adapter_seed = int(adapter_seed.generate_state(1)[0])
         self.rng_batches = np.random.default_rng(batch_seed)
         self.rng_self_training = np.random.default_rng(self_seed)
         self.rng_views = np.random.default_rng(view_seed)
@@ -505,15 +545,11 @@ class NanoNetTrainer:
         )
         for s in self.students:
             cohort.make_optimizer(s, tc.steps + distill_steps, tc.lr_bias, tc.lr_head, mc.peft, tc)
+        self._open_teacher_depth()
         self.pair_opt = self._pair_optimizer()
         log_parameters([self.teacher, *self.students])
         self.teacher.model.eval()  # no dropout: see cohort.build_teacher
-        self.cache = None
-        if self.teacher_cut > 0:
-            t = self.teacher
-            self.cache = FrozenBottomCache(
-                t.model, t.ids, t.pad_id, self.teacher_cut, tc.cache_mb * 2**20
-            )
+        self.cache = None  # built after stage 1, which may train the bottom layers too
         self.lab_iter = bucketed_epochs(
             [len(x) for x in self.teacher.ids["labelled"]], lab_bs, self.rng_batches
         )
@@ -525,9 +561,17 @@ class NanoNetTrainer:
             self._restore(self.resumed)
 
         # Phase marks in the log: a run stopped by a time limit still shows where time went.
-        if self._runs("contrastive"):
+        stage1 = self._runs("contrastive")
+        if stage1:
             self._phase("teacher contrastive stage")
             self.teacher_contrastive_stage(self.pair_opt)
+            self._close_teacher_depth()
+        if self.teacher_cut > 0:
+            t = self.teacher
+            self.cache = FrozenBottomCache(
+                t.model, t.ids, t.pad_id, self.teacher_cut, tc.cache_mb * 2**20
+            )
+        if stage1:
             self._init_heads()
         for s in self.students:
             s.model.train()
@@ -688,6 +732,7 @@ class NanoNetTrainer:
                 "speed_screen": self.speed_screen,
                 "members": members,
                 "pair_optimizer": self.pair_opt.state_dict() if self.pair_opt else None,
+                "teacher_stage1": self.stage1_state,
                 "rngs": rng_states(self._rngs()),
                 "batches": {
                     "labelled": self.lab_iter.state(),

@@ -1,0 +1,150 @@
+"""Stage 1 (the teacher's pair loss) at full depth: LoRA in every layer of MPNet vs bias terms of
+its top 4 layers, and SetFit itself as the reference, on the dev split (never the test set).
+
+Every variant ends in a logistic-regression head on the unit-length embeddings, so only the
+encoder's adaptation differs. Usage:
+    python teacher_depth.py THREADS 'variant,steps,lr,rank;...' [seeds]
+variants: top4-bitfit | all-lora | all-lora-ffn | setfit (steps/lr ignored for setfit)
+"""
+
+import copy
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from devsplit import splits, train_order
+from sklearn.linear_model import LogisticRegression
+
+from nanonet.data.batching import length_sorted_batches, pad_batch
+from nanonet.data.budget import sample_budget
+from nanonet.models.assets import encoder_dir
+from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder, mean_pool
+from nanonet.models.peft import apply_lora, count_parameters, inject_missing_biases, set_trainable
+
+torch.set_num_threads(int(sys.argv[1]))
+SPECS = sys.argv[2]
+SEEDS = [int(s) for s in sys.argv[3].split(",")] if len(sys.argv) > 3 else [0, 1, 2]
+sp = splits()
+dev = train_order(sp)[:1000]
+y = np.array(sp.train_labels)
+n_classes = len(set(sp.train_labels))
+folder = encoder_dir("all-mpnet-base-v2")
+hf0, tok = load_hf_encoder(folder)
+inject_missing_biases(hf0)
+
+
+def ids_of(texts):
+    return tok(texts, truncation=True, max_length=sp.max_length)["input_ids"]
+
+
+@torch.no_grad()
+def embed_all(model, ids):
+    out = torch.zeros(len(ids), model.backbone.hidden_size)
+    for b in length_sorted_batches([len(x) for x in ids], 64):
+        i, m = pad_batch([ids[j] for j in b], tok.pad_token_id)
+        out[b] = mean_pool(model.backbone(i, m), m)
+    return out
+
+
+def lr_acc(ptr, ytr, pdev):
+    ptr = F.normalize(ptr, dim=-1).numpy()
+    pdev = F.normalize(pdev, dim=-1).numpy()
+    clf = LogisticRegression(max_iter=3000).fit(ptr, ytr)  # SetFit's head: C=1
+    return float((clf.predict(pdev) == y[dev]).mean())
+
+
+def wrap_ffn(module, rank):
+    from nanonet.models.peft import LoRALinear
+
+    n = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if name in ("k", "o", "key", "dense") and isinstance(child, torch.nn.Linear):
+                setattr(parent, name, LoRALinear(child, rank, 2.0 * rank))
+                n += 1
+    return n
+
+
+def pair_train(variant, seed, steps, lr, rank, texts, labels):
+    torch.manual_seed(seed)
+    # A fresh copy: LoRA wraps modules in place, and a wrapped model would not reload cleanly.
+    m = EncoderClassifier(Backbone(copy.deepcopy(hf0)), n_classes, 0.0)
+    first = 8 if variant == "top4-bitfit" else 0
+    if variant.startswith("all-lora"):
+        apply_lora(m.backbone, rank, 2.0 * rank)
+        if variant == "all-lora-ffn":
+            wrap_ffn(m.backbone, rank)
+        set_trainable(m, "lora", 0)
+    else:
+        set_trainable(m, "bitfit", first)
+    tr, tot = count_parameters(m.backbone)
+    ids = ids_of(texts)
+    yl = torch.tensor(labels)
+    i, msk = pad_batch(ids, tok.pad_token_id)
+    params = [p for p in m.backbone.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    same = (yl[:, None] == yl[None, :]).float()
+    iu = torch.triu_indices(len(ids), len(ids), 1)
+    # Positives and negatives weighted equally, as stage 1 does.
+    pos = same[iu[0], iu[1]]
+    w = torch.where(pos > 0, 0.5 / pos.sum(), 0.5 / (1 - pos).sum())
+    m.train()
+    for _ in range(steps):
+        z = F.normalize(mean_pool(m.backbone(i, msk), msk), dim=-1)
+        sim = (z @ z.T)[iu[0], iu[1]]
+        loss = (w * (sim - pos) ** 2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+    return lr_acc(embed_all(m, ids), labels, embed_all(m, dev_ids)), tr / tot
+
+
+def setfit_run(seed, texts, labels):
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    model = SetFitModel.from_pretrained(str(folder))
+    model.model_body.max_seq_length = sp.max_length
+    args = TrainingArguments(
+        output_dir="/tmp/exp/setfit_ckpt",
+        batch_size=16,
+        num_epochs=1,
+        num_iterations=20,
+        seed=seed,
+        report_to="none",
+        save_strategy="no",
+        show_progress_bar=False,
+    )
+    Trainer(
+        model=model, args=args, train_dataset=Dataset.from_dict({"text": texts, "label": labels})
+    ).train()
+    pred = model.predict(dev_texts, as_numpy=True, use_labels=False)
+    return float((np.asarray(pred) == y[dev]).mean()), 1.0
+
+
+dev_texts = [sp.train_texts[j] for j in dev]
+dev_ids = ids_of(dev_texts)
+for spec in SPECS.split(";"):
+    variant, steps, lr, rank = spec.split(",")
+    t = time.time()
+    accs = []
+    for seed in SEEDS:
+        b = sample_budget(sp.train_labels, 10, seed)[0]
+        texts = [sp.train_texts[j] for j in b]
+        labels = [int(y[j]) for j in b]
+        if variant == "setfit":
+            acc, share = setfit_run(seed, texts, labels)
+        else:
+            acc, share = pair_train(variant, seed, int(steps), float(lr), int(rank), texts, labels)
+        accs.append(acc)
+        print(f"  {spec} seed {seed}: {acc:.4f} (trained {share:.4%})", flush=True)
+    print(
+        spec,
+        [round(a, 4) for a in accs],
+        f"{np.mean(accs):.4f} ± {np.std(accs):.4f}",
+        f"{time.time() - t:.0f}s",
+        flush=True,
+    )
