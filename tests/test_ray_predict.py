@@ -4,6 +4,7 @@ row, on a local Ray instance (loopback only)."""
 from __future__ import annotations
 
 import csv
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,8 +125,29 @@ def test_mistakes_found_on_the_cluster_are_one_sentence(
     argv = ["predict", "--model", str(model_dir), "--input", str(source), "--engine", "ray"]
     message = _user_error(capsys, main([*argv, "--workers", "3", "--output", str(tmp_path / "o")]))
     assert "every CPU of the Ray cluster (3)" in message and "--workers 2" in message
+
+
+# Ray 2.40's driver can abort the whole process when Ray Data cancels its remaining read tasks
+# after one failed ("Check failed: it != submissible_tasks_.end() Tried to fail task that was
+# not pending", task_manager.cc): seen once in CI, where it took pytest down with it. The
+# failing read therefore runs in its own process, and that upstream abort alone is retried.
+RAY_CANCEL_RACE = "Tried to fail task that was not pending"
+
+
+def test_a_file_that_fails_on_the_cluster_is_one_sentence(model_dir: Path, tmp_path: Path) -> None:
+    from test_cli import NANONET
+
     bad = tmp_path / "bad.csv"
     bad.write_bytes(b"id,text\n1,caf\xe9\n")
     argv = ["predict", "--model", str(model_dir), "--input", str(bad), "--engine", "ray"]
-    message = _user_error(capsys, main([*argv, "--output", str(tmp_path / "b")]))
-    assert "could not be read on Ray" in message and "invalid UTF8" in message
+    for attempt in range(3):
+        out = tmp_path / f"b{attempt}"
+        proc = subprocess.run(
+            [str(NANONET), *argv, "--workers", "1", "--output", str(out)],
+            capture_output=True,
+            text=True,
+        )
+        if RAY_CANCEL_RACE not in proc.stderr:
+            break
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "could not be read on Ray" in proc.stderr and "invalid UTF8" in proc.stderr
