@@ -28,6 +28,7 @@ from nanonet.models.encoder import (
     load_hf_encoder,
     use_sdpa_for_mpnet,
 )
+from nanonet.train import cohort
 from nanonet.train.config import RunConfig
 from nanonet.train.device_defaults import GPU_DEFAULTS, apply_device_defaults
 from nanonet.train.trainer import NanoNetTrainer
@@ -302,6 +303,30 @@ def test_a_cpu_run_reports_its_device_and_keeps_everything_on_the_cpu(tiny_mpnet
     assert result.report["device"] == "cpu"
     assert trainer.cfg.train.batch_reference_length == 48  # CPU defaults untouched
     assert device_of(trainer.students[0].model) == torch.device("cpu")
+
+
+@pytest.mark.parametrize("where", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_a_resumed_run_folds_stage_1_into_the_teacher_where_it_lives(
+    tiny_mpnet: Path, where: str
+) -> None:
+    # A run resumed past stage 1 re-creates the adapters (on the CPU) and folds the checkpoint's
+    # weights into a teacher that may already sit on the GPU.
+    mc = _config(tiny_mpnet, ["teacher:0"]).model
+    device = torch.device(where)
+    first, _, _, cut = cohort.build_teacher(mc, 2)
+    first.to(device)
+    trained = cohort.open_teacher_depth(first, mc.lora_rank, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for p in trained:  # as stage 1 would: the adapters' up-projections start at zero
+            p.add_(0.01 * torch.randn_like(p))
+    state, _ = cohort.close_teacher_depth(first, mc, cut)
+    resumed, _, _, _ = cohort.build_teacher(mc, 2)
+    resumed.to(device)
+    cohort.redo_teacher_depth(resumed, mc, cut, state)
+    folded = dict(first.backbone.named_parameters())
+    for name, p in resumed.backbone.named_parameters():
+        assert p.device.type == where
+        torch.testing.assert_close(p, folded[name])
 
 
 # ----------------------------------------------------------------------- on a GPU -----------

@@ -15,6 +15,7 @@ from torch import nn
 
 from nanonet.models.assets import encoder_dir
 from nanonet.models.classifier import NanoNetClassifier
+from nanonet.models.device import device_of
 from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
 from nanonet.models.peft import (
     apply_lora,
@@ -118,7 +119,11 @@ def open_teacher_depth(
     """Stage 1 at full depth: LoRA adapters on every layer's query/value projections, and the
     bias terms of every layer, train. Returns those weights (not the head, which stage 1 does
     not use)."""
+    # The adapters are created on the CPU; a model on a GPU must get them there before the
+    # fold (`close_teacher_depth`) adds them to its weights.
+    device = device_of(model)
     apply_lora(model.backbone, rank, generator=generator)
+    model.to(device)
     set_trainable(model, "lora", 0)
     return [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
 

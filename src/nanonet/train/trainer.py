@@ -334,7 +334,6 @@ class NanoNetTrainer:
             adapters = torch.Generator().manual_seed(self.adapter_seed)
             cohort.open_teacher_depth(model, mc.lora_rank, adapters)
             self.depth_open = True
-        model.to(self.device)  # the adapters are created on the CPU
 
     @contextmanager
     def _stage1_dropout(self) -> Iterator[None]:
@@ -344,7 +343,7 @@ class NanoNetTrainer:
         same whatever the students draw before it (ablations stay paired)."""
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(self.adapter_seed)
+            torch.manual_seed(self.dropout_seed)
             self.teacher.model.train()
             try:
                 yield
@@ -531,9 +530,10 @@ class NanoNetTrainer:
         torch.manual_seed(tc.seed)
         # One generator per random stream, so switching one part off leaves the others' draws
         # unchanged and ablations stay paired.
-        seeds = np.random.SeedSequence(tc.seed).spawn(6)
-        pool_seed, batch_seed, view_seed, pair_seed, self_seed, adapter_seed = seeds
+        seeds = np.random.SeedSequence(tc.seed).spawn(7)
+        pool_seed, batch_seed, view_seed, pair_seed, self_seed, adapter_seed, dropout_seed = seeds
         self.adapter_seed = int(adapter_seed.generate_state(1)[0])
+        self.dropout_seed = int(dropout_seed.generate_state(1)[0])
         self.rng_batches = np.random.default_rng(batch_seed)
         self.rng_self_training = np.random.default_rng(self_seed)
         self.rng_views = np.random.default_rng(view_seed)
