@@ -14,6 +14,7 @@ import torch
 from conftest import synthetic_rows
 from nanonet.data.batching import (
     bucketed_epochs,
+    head_of,
     length_sorted_batches,
     pad_batch,
     pair_batch,
@@ -257,6 +258,38 @@ def test_stage1_at_full_depth_folds_adapters_into_every_layer(
     trainable_now = sum(p.numel() for p in trainer.teacher.model.parameters() if p.requires_grad)
     assert teacher["trainable_params"] == trainable_now + trainer.teacher.trained_before
     assert trainer.teacher.trained_before > 0
+
+
+def test_head_of_keeps_the_opening_tokens_and_the_closing_one() -> None:
+    ids = np.arange(10, dtype=np.int32)
+    assert head_of(ids, 4).tolist() == [0, 1, 2, 9]
+    assert head_of(ids, 10) is ids
+
+
+def test_stage1_reads_only_the_opening_tokens_of_each_text(
+    tiny_mpnet: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = _config(tiny_mpnet, ["teacher:0"], contrastive_max_length=8)
+    trainer = NanoNetTrainer(_task(), cfg, progress=False)
+    inside, widths = [], []
+    real_pad, real_stage = trainer_module.pad_batch, trainer.teacher_contrastive_stage
+
+    def spy(ids: list[np.ndarray], *args: object) -> tuple[torch.Tensor, torch.Tensor]:
+        if inside:
+            widths.append(max(len(x) for x in ids))
+        return real_pad(ids, *args)
+
+    def stage1(*args: object) -> None:
+        inside.append(True)
+        real_stage(*args)
+        inside.clear()
+
+    monkeypatch.setattr(trainer_module, "pad_batch", spy)
+    trainer.teacher_contrastive_stage = stage1  # type: ignore[method-assign]
+    trainer.train()
+    longest = max(len(x) for x in trainer.teacher.ids["labelled"])
+    assert longest > 8  # the texts are longer than what stage 1 reads ...
+    assert len(widths) == 3 and max(widths) == 8  # ... and it read 8 tokens at most
 
 
 def test_nanonet_run_trains_only_what_it_should(tiny_mpnet: Path, tiny_bert: Path) -> None:

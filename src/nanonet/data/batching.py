@@ -25,6 +25,14 @@ def pad_batch(
     return to_device(input_ids, device), to_device(mask, device)
 
 
+def head_of(ids: np.ndarray, max_length: int) -> np.ndarray:
+    """The first `max_length` tokens of a tokenised text, its closing special token kept
+    (as the tokenizer's own truncation does)."""
+    if len(ids) <= max_length:
+        return ids
+    return np.concatenate([ids[: max_length - 1], ids[-1:]])
+
+
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A CPU tensor onto `device`. To CUDA through pinned memory and without blocking: a copy
     from pageable memory waits for the GPU to drain its queue, and this runs once per batch."""

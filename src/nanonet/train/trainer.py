@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from nanonet.data.batching import (
     bucketed_epochs,
+    head_of,
     length_sorted_batches,
     pad_batch,
     pair_batch,
@@ -257,11 +258,17 @@ class NanoNetTrainer:
         )
 
     # ------------------------------------------------------------------ forward helpers --
-    def teacher_pooled(self, split: str, idx: list[int], checkpoint: bool = False) -> torch.Tensor:
-        """The teacher's sentence vectors, from its cached frozen bottom when there is one."""
+    def teacher_pooled(
+        self, split: str, idx: list[int], checkpoint: bool = False, max_length: int | None = None
+    ) -> torch.Tensor:
+        """The teacher's sentence vectors, from its cached frozen bottom when there is one
+        (`max_length`, reading fewer tokens, applies only without one)."""
         t = self.teacher
         if self.cache is None:
-            input_ids, mask = pad_batch([t.ids[split][i] for i in idx], t.pad_id, self.device)
+            ids = [t.ids[split][i] for i in idx]
+            if max_length is not None:
+                ids = [head_of(x, max_length) for x in ids]
+            input_ids, mask = pad_batch(ids, t.pad_id, self.device)
             return t.model.pooled_from(t.model.backbone.embed(input_ids), mask, 0, checkpoint)
         hidden, mask = self.cache.states(split, idx)
         return t.model.pooled_from(hidden, mask, self.teacher_cut, checkpoint)
@@ -305,8 +312,10 @@ class NanoNetTrainer:
             # tokens the saved activations took 3.5 GB. Checkpointed layers keep their input
             # only, but the stage takes longer (rotten_tomatoes: 36 -> 58 s), so only long
             # batches pay for it.
+            read = tc.contrastive_max_length if self.cache is None else None
             width = max(len(self.teacher.ids[split][i]) for i in batch)
-            pooled = self.teacher_pooled(split, batch, checkpoint=width > CHECKPOINT_ABOVE)
+            width = min(width, read or width)
+            pooled = self.teacher_pooled(split, batch, width > CHECKPOINT_ABOVE, read)
             loss = pair_similarity_loss(pooled, y[batch])
             opt.zero_grad(set_to_none=True)
             with full_precision(self.device):
