@@ -6,6 +6,7 @@ import dataclasses
 import logging
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -460,7 +461,7 @@ def test_head_init_in_batches_equals_one_batch(
     batches: list[int] = []
     real_pooled, real_init = NanoNetTrainer.teacher_pooled, NanoNetTrainer._init_heads
 
-    def pooled_spy(self: NanoNetTrainer, split: str, idx: list[int], **kw: bool) -> torch.Tensor:
+    def pooled_spy(self: NanoNetTrainer, split: str, idx: list[int], **kw: Any) -> torch.Tensor:
         if getattr(self, "in_head_init", False):
             batches.append(len(idx))
         return real_pooled(self, split, idx, **kw)
@@ -491,10 +492,10 @@ def test_contrastive_stage_checkpoints_only_long_batches(
     real = NanoNetTrainer.teacher_pooled
 
     def spy(
-        self: NanoNetTrainer, split: str, idx: list[int], checkpoint: bool = False
+        self: NanoNetTrainer, split: str, idx: list[int], checkpoint: bool = False, **kw: Any
     ) -> torch.Tensor:
         flags.append(checkpoint)
-        return real(self, split, idx, checkpoint)
+        return real(self, split, idx, checkpoint, **kw)
 
     monkeypatch.setattr(trainer_module, "CHECKPOINT_ABOVE", above)
     monkeypatch.setattr(NanoNetTrainer, "teacher_pooled", spy)

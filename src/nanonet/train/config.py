@@ -78,8 +78,8 @@ class TrainConfig:
     contrastive_batch_size: int = 32  # labelled texts per pair-loss step (all pairs among them)
     # Stage 1 reads the first tokens of each labelled text only. At full depth a step back-props
     # through all 12 teacher layers for the whole batch: bbc_news read at 128 tokens held 6.6 GB
-    # and would have taken about 15 minutes for stage 1 alone. A short review is unaffected;
-    # the opening of a long text (a headline, a lede) carries its topic. None: the run's length.
+    # and stage 1 had not finished after 5 minutes. A short review is unaffected; the opening
+    # of a long text (a headline, a lede) carries its topic. None: the run's length.
     contrastive_max_length: int | None = 64
     teacher_warmup_steps: int = 40  # teacher-only steps on the labels before students start
     labeled_batch_size: int = 16

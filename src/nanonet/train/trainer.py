@@ -315,7 +315,9 @@ class NanoNetTrainer:
             read = tc.contrastive_max_length if self.cache is None else None
             width = max(len(self.teacher.ids[split][i]) for i in batch)
             width = min(width, read or width)
-            pooled = self.teacher_pooled(split, batch, width > CHECKPOINT_ABOVE, read)
+            pooled = self.teacher_pooled(
+                split, batch, checkpoint=width > CHECKPOINT_ABOVE, max_length=read
+            )
             loss = pair_similarity_loss(pooled, y[batch])
             opt.zero_grad(set_to_none=True)
             with full_precision(self.device):
