@@ -3,7 +3,9 @@ its top 4 layers, and SetFit itself as the reference, on the dev split (never th
 
 Every variant ends in a logistic-regression head on the unit-length embeddings, so only the
 encoder's adaptation differs. Usage:
-    python teacher_depth.py THREADS 'variant,steps,lr,rank;...' [seeds]
+    python teacher_depth.py THREADS 'variant,steps,lr,rank;...' [seeds] [noise seeds]
+Noise seeds redraw stage 1's own randomness (adapters' start, dropout masks) for the same label
+draw: how much of a result is the draw of that noise rather than of the labels.
 variants: top4-bitfit | all-lora | all-lora-ffn | setfit (steps/lr ignored for setfit)
 """
 
@@ -32,6 +34,7 @@ from nanonet.models.peft import (
 torch.set_num_threads(int(sys.argv[1]))
 SPECS = sys.argv[2]
 SEEDS = [int(s) for s in sys.argv[3].split(",")] if len(sys.argv) > 3 else [0, 1, 2]
+NOISE = [int(s) for s in sys.argv[4].split(",")] if len(sys.argv) > 4 else [0]
 sp = splits()
 dev = train_order(sp)[:1000]
 y = np.array(sp.train_labels)
@@ -73,8 +76,8 @@ def wrap_ffn(module, rank):
     return n
 
 
-def pair_train(variant, seed, steps, lr, rank, texts, labels):
-    torch.manual_seed(seed)
+def pair_train(variant, seed, steps, lr, rank, texts, labels, noise=0):
+    torch.manual_seed(seed + 7919 * noise)  # noise 0: the draws of the earlier sittings
     # A fresh copy: LoRA wraps modules in place, and a wrapped model would not reload cleanly.
     m = EncoderClassifier(Backbone(copy.deepcopy(hf0)), n_classes, 0.0)
     first = 8 if variant == "top4-bitfit" else 0
@@ -173,7 +176,7 @@ for spec in SPECS.split(";"):
     variant, steps, lr, rank = spec.split(",")
     t = time.time()
     accs, ces = [], []
-    for seed in SEEDS:
+    for seed, noise in [(s, n) for s in SEEDS for n in NOISE]:
         b = sample_budget(sp.train_labels, 10, seed)[0]
         texts = [sp.train_texts[j] for j in b]
         labels = [int(y[j]) for j in b]
@@ -182,11 +185,14 @@ for spec in SPECS.split(";"):
             acc, share = setfit_run(seed, texts, labels)
         else:
             acc, ce, share = pair_train(
-                variant, seed, int(steps), float(lr), int(rank), texts, labels
+                variant, seed, int(steps), float(lr), int(rank), texts, labels, noise
             )
         accs.append(acc)
         ces.append(ce)
-        print(f"  {spec} seed {seed}: probe {acc:.4f}, after stages 2-3 {ce:.4f}", flush=True)
+        print(
+            f"  {spec} seed {seed} noise {noise}: probe {acc:.4f}, after stages 2-3 {ce:.4f}",
+            flush=True,
+        )
     print(
         spec,
         [round(a, 4) for a in accs],
