@@ -319,10 +319,11 @@ def test_a_resumed_run_folds_stage_1_into_the_teacher_where_it_lives(
     with torch.no_grad():
         for p in trained:  # as stage 1 would: the adapters' up-projections start at zero
             p.add_(0.01 * torch.randn_like(p))
-    state, _ = cohort.close_teacher_depth(first, mc, cut)
+    state = cohort.stage1_weights(first)
+    cohort.close_teacher_depth(first, mc, cut, [state])
     resumed, _, _, _ = cohort.build_teacher(mc, 2)
     resumed.to(device)
-    cohort.redo_teacher_depth(resumed, mc, cut, state)
+    cohort.redo_teacher_depth(resumed, mc, cut, [state])
     folded = dict(first.backbone.named_parameters())
     for name, p in resumed.backbone.named_parameters():
         assert p.device.type == where

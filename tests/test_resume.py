@@ -152,7 +152,7 @@ def test_a_checkpoint_holds_only_the_trainable_weights(
     # the checkpoint keeps them once, beside the weights that still train.
     teacher_params = state["members"][0]["params"]
     saved[0] += sum(
-        t.numel() for n, t in state["teacher_stage1"].items() if n not in teacher_params
+        t.numel() for n, t in state["teacher_stage1"][0].items() if n not in teacher_params
     )
     assert saved == [m["trainable_params"] for m in result.report["members"]]
     assert sum(saved) < 0.2 * sum(m["total_params"] for m in result.report["members"])

@@ -24,6 +24,7 @@ from nanonet.data.batching import (
 from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
 from nanonet.models.encoder import EncoderClassifier
+from nanonet.train import cohort
 from nanonet.train import trainer as trainer_module
 from nanonet.train.config import RunConfig
 from nanonet.train.losses import (
@@ -259,6 +260,83 @@ def test_stage1_at_full_depth_folds_adapters_into_every_layer(
     trainable_now = sum(p.numel() for p in trainer.teacher.model.parameters() if p.requires_grad)
     assert teacher["trainable_params"] == trainable_now + trainer.teacher.trained_before
     assert trainer.teacher.trained_before > 0
+
+
+def test_stage1_draws_start_alike_and_fold_in_as_their_mean(tiny_mpnet: Path) -> None:
+    mc = _config(tiny_mpnet, ["teacher:0"]).model
+    model, _, _, cut = cohort.build_teacher(mc, 2)
+    before = {n: p.detach().clone() for n, p in model.backbone.named_parameters()}
+    cohort.open_teacher_depth(model, mc.lora_rank, torch.Generator().manual_seed(0))
+    start = {n: v for n, v in cohort.stage1_weights(model).items() if ".lora_" not in n}
+    draws, noise = [], torch.Generator().manual_seed(1)
+    for k in range(2):
+        if k:
+            cohort.restart_teacher_depth(model, start, torch.Generator().manual_seed(k))
+            for n, v in cohort.stage1_weights(model).items():  # the same start as draw 0 ...
+                if ".lora_b" in n or n in start:
+                    assert torch.equal(v, start.get(n, torch.zeros_like(v))), n
+                elif ".lora_a" in n:  # ... but adapters drawn anew
+                    assert not torch.equal(v, draws[0][n]), n
+        with torch.no_grad():  # as stage 1 would train them
+            for p in model.parameters():
+                if p.requires_grad:
+                    p.add_(0.01 * torch.randn(p.shape, generator=noise))
+        draws.append(cohort.stage1_weights(model))
+    cohort.close_teacher_depth(model, mc, cut, draws)
+    after = dict(model.backbone.named_parameters())
+    assert set(after) == set(before)  # folded: a plain encoder again
+    scale = 2.0  # LoRA's alpha / rank
+    for name, value in after.items():
+        key = "backbone." + name
+        a_key, b_key = key.replace(".weight", ".lora_a"), key.replace(".weight", ".lora_b")
+        bias_key = key.replace(".bias", ".base.bias")
+        if name.endswith(".weight") and a_key in draws[0]:  # an adapted matrix: the mean of the draws' low-rank updates
+            update = sum(d[b_key] @ d[a_key] for d in draws) / 2
+            torch.testing.assert_close(value, before[name] + scale * update)
+        elif key in draws[0] or bias_key in draws[0]:  # a bias: the draws' mean
+            k = key if key in draws[0] else bias_key
+            torch.testing.assert_close(value, (draws[0][k] + draws[1][k]) / 2)
+        else:
+            assert torch.equal(value, before[name]), name
+
+
+def _stage1_run(
+    teacher: Path, folder: Path, stop_at: int | None = None, resume: bool = False
+) -> tuple[NanoNetTrainer, list[dict]]:
+    """A run with two stage-1 draws of 3 steps and a checkpoint after every step; stopped
+    after stage-1 step `stop_at` as Ctrl-C would stop it."""
+    from nanonet.train.checkpoint import Checkpoints
+
+    cfg = _config(teacher, ["teacher:0"], teacher_contrastive_draws=2, checkpoint_every=1)
+    logs: list[dict] = []
+
+    def on_step(row: dict) -> None:
+        logs.append(row)
+        if row["phase"] == "contrastive" and row["step"] == stop_at:
+            raise KeyboardInterrupt
+
+    checkpoints = Checkpoints(folder, cfg.train.checkpoint_every)
+    trainer = NanoNetTrainer(_task(), cfg, on_step, False, checkpoints, resume)
+    trainer.train()
+    return trainer, logs
+
+
+def test_stage1_runs_each_draw_and_a_run_resumed_within_one_ends_the_same(
+    tiny_mpnet: Path, tmp_path: Path
+) -> None:
+    whole, logs = _stage1_run(tiny_mpnet, tmp_path / "whole")
+    assert Counter(r["phase"] for r in logs)["contrastive"] == 2 * 3
+    first, second = whole.stage1_draws
+    assert any(not torch.equal(first[n], second[n]) for n in first)
+    with pytest.raises(KeyboardInterrupt):  # stopped in the second draw's second step
+        _stage1_run(tiny_mpnet, tmp_path / "stopped", stop_at=4)
+    resumed, logs = _stage1_run(tiny_mpnet, tmp_path / "stopped", resume=True)
+    assert [r["step"] for r in logs if r["phase"] == "contrastive"] == [4, 5]
+    # The same teacher: the first draw from the checkpoint, the second's adapters, optimiser
+    # and dropout masks where they stood (the frozen-bottom cache's fp16 rounding aside).
+    state = resumed.teacher.model.state_dict()
+    for name, value in whole.teacher.model.state_dict().items():
+        torch.testing.assert_close(state[name], value, atol=1e-4, rtol=0)
 
 
 def test_head_of_keeps_the_opening_tokens_and_the_closing_one() -> None:
@@ -600,9 +678,11 @@ def test_distill_stage_trains_students_only_from_the_cached_teacher(tiny_mpnet: 
     n_unl = len(_task().unlabelled_texts) - 10
     real_step = trainer.distill_step
     teacher_states: list[dict[str, torch.Tensor]] = []
+    cached_bottom: list[bool] = []
 
     def spy(lab: list[int], unl: list[int]) -> dict[str, float]:
         teacher_states.append(_snapshot(trainer.teacher.model))
+        cached_bottom.append(trainer.cache is not None)
         return real_step(lab, unl)
 
     trainer.distill_step = spy  # type: ignore[method-assign]
@@ -622,7 +702,9 @@ def test_distill_stage_trains_students_only_from_the_cached_teacher(tiny_mpnet: 
     # vectors are kept only for embedding distillation (off here), the logits always
     assert cached is None
     torch.testing.assert_close(logits, t.model.classify(live), atol=2e-2, rtol=2e-2)
-    # The frozen-bottom cache gave its memory back once the targets existed.
+    # The first epoch's targets came through the frozen-bottom cache, which gave its memory
+    # back once every pool text had its target.
+    assert cached_bottom[0] and not all(cached_bottom), cached_bottom
     assert trainer.cache is None
 
 

@@ -6,10 +6,14 @@ encoder's adaptation differs. Usage:
     python teacher_depth.py THREADS 'variant,steps,lr,rank;...' [seeds] [noise seeds]
 Noise seeds redraw stage 1's own randomness (adapters' start, dropout masks) for the same label
 draw: how much of a result is the draw of that noise rather than of the labels.
-variants: top4-bitfit | all-lora | all-lora-ffn | setfit (steps/lr ignored for setfit)
+variants: top4-bitfit | all-lora | all-lora-ffn | all-lora-avgK | setfit (steps/lr ignored for
+setfit). all-lora-avgK trains stage 1 K times (noise draws K*n .. K*n+K-1) and averages the K
+folded weight sets (a uniform soup: every draw starts from the same MPNet).
+NANONET_PROBE_ONLY=1 skips the stages 2-3 replay (a third of the time).
 """
 
 import copy
+import os
 import sys
 import time
 
@@ -77,6 +81,29 @@ def wrap_ffn(module, rank):
 
 
 def pair_train(variant, seed, steps, lr, rank, texts, labels, noise=0):
+    if variant.startswith("all-lora-avg"):
+        k = int(variant.removeprefix("all-lora-avg"))
+        runs = [
+            stage1("all-lora", seed, steps, lr, rank, texts, labels, k * noise + d)
+            for d in range(k)
+        ]
+        m, share = runs[0]
+        soup = {n: sum(r[0].state_dict()[n] for r in runs) / k for n in m.state_dict()}
+        m.load_state_dict(soup)
+    else:
+        m, share = stage1(variant, seed, steps, lr, rank, texts, labels, noise)
+    ids = ids_of(texts)
+    probe = lr_acc(embed_all(m, ids), labels, embed_all(m, dev_ids))
+    ce = (
+        float("nan")
+        if os.environ.get("NANONET_PROBE_ONLY")
+        else ce_stages(m, ids, torch.tensor(labels), seed)
+    )
+    return probe, ce, share
+
+
+def stage1(variant, seed, steps, lr, rank, texts, labels, noise):
+    """Stage 1 for one noise draw; the adapters folded into the weights."""
     torch.manual_seed(seed + 7919 * noise)  # noise 0: the draws of the earlier sittings
     # A fresh copy: LoRA wraps modules in place, and a wrapped model would not reload cleanly.
     m = EncoderClassifier(Backbone(copy.deepcopy(hf0)), n_classes, 0.0)
@@ -109,10 +136,9 @@ def pair_train(variant, seed, steps, lr, rank, texts, labels, noise=0):
         loss.backward()
         opt.step()
     m.eval()
-    probe = lr_acc(embed_all(m, ids), labels, embed_all(m, dev_ids))
     if variant.startswith("all-lora"):
         merge_lora(m.backbone)
-    return probe, ce_stages(m, ids, yl, seed), tr / tot
+    return m, tr / tot
 
 
 def ce_stages(m, ids, yl, seed, steps=240, batch=16):

@@ -48,7 +48,15 @@ class LoRALinear(nn.Module):
         self.scale = alpha / rank
         self.lora_a = nn.Parameter(torch.empty(rank, base.in_features))
         self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank))
-        nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5), generator=generator)
+        self.reset(generator)
+
+    @torch.no_grad()
+    def reset(self, generator: torch.Generator | None = None) -> None:
+        """A fresh start: A drawn anew, B zero (the function is the base's again)."""
+        a = torch.empty(self.lora_a.shape)  # drawn on the CPU: a CPU generator's numbers
+        nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=generator)
+        self.lora_a.copy_(a)
+        self.lora_b.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base(x) + (x @ self.lora_a.t() @ self.lora_b.t()) * self.scale

@@ -18,6 +18,7 @@ from nanonet.models.classifier import NanoNetClassifier
 from nanonet.models.device import device_of
 from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
 from nanonet.models.peft import (
+    LoRALinear,
     apply_lora,
     count_parameters,
     inject_missing_biases,
@@ -128,33 +129,68 @@ def open_teacher_depth(
     return [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
 
 
+def restart_teacher_depth(
+    model: EncoderClassifier, start: dict[str, torch.Tensor], generator: torch.Generator
+) -> None:
+    """The next draw of stage 1: adapters drawn anew, the biases back to `start` (stage 1's
+    starting values), so every draw trains from the same teacher."""
+    for module in model.modules():
+        if isinstance(module, LoRALinear):
+            module.reset(generator)
+    with torch.no_grad():
+        load_trainable_state(model, start)
+
+
 def close_teacher_depth(
-    model: EncoderClassifier, mc: ModelConfig, cut: int
-) -> tuple[dict[str, torch.Tensor], int]:
-    """Fold stage 1's adapters into the teacher's weights and go back to training what
+    model: EncoderClassifier, mc: ModelConfig, cut: int, draws: list[dict[str, torch.Tensor]]
+) -> int:
+    """Fold the mean of stage 1's draws (each one's adapters and biases, as `stage1_weights`
+    returned them) into the teacher's weights, and go back to training what
     `model.teacher_peft` trains above `cut`, so the frozen bottom can be cached again.
 
-    Returns what stage 1 trained (adapters and biases; a checkpoint keeps it to redo the fold on
-    resume) and how many weights that was, for the report's count of trained weights.
+    Every draw starts from the same weights, so their mean is a uniform soup: on the
+    rotten_tomatoes dev split it took the spread between draws out (benchmarks/EXPERIMENTS.md).
+    Returns how many weights stage 1 trained that no later stage trains (the report's count).
     """
-    state = {
+    k = len(draws)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, module in list(model.named_modules()):
+            if isinstance(module, LoRALinear):
+                # Each draw's low-rank update, then their mean: the mean of the B @ A products,
+                # not the product of the means (the draws' A and B are not aligned).
+                delta = sum(
+                    d[f"{name}.lora_b"].to(module.lora_b) @ d[f"{name}.lora_a"].to(module.lora_a)
+                    for d in draws
+                )
+                module.lora_a.zero_()
+                module.lora_b.zero_()
+                module.base.weight += (delta / k) * module.scale
+        for name in draws[0]:
+            if not name.endswith((".lora_a", ".lora_b")):
+                params[name].copy_(sum(d[name] for d in draws).to(params[name]) / k)
+    merge_lora(model.backbone)
+    set_trainable(model, mc.teacher_peft, cut)
+    still = {n for n, p in model.named_parameters() if p.requires_grad}
+    return sum(v.numel() for n, v in draws[0].items() if n not in still)
+
+
+def stage1_weights(model: EncoderClassifier) -> dict[str, torch.Tensor]:
+    """What stage 1 trains (adapters and biases, not the head), copied to the CPU: one draw,
+    as a checkpoint keeps it to redo the fold on resume."""
+    return {
         n: p.detach().cpu().clone()
         for n, p in model.named_parameters()
         if p.requires_grad and not n.startswith("head.")
     }
-    merge_lora(model.backbone)
-    set_trainable(model, mc.teacher_peft, cut)
-    still = {n for n, p in model.named_parameters() if p.requires_grad}
-    return state, sum(v.numel() for n, v in state.items() if n not in still)
 
 
 def redo_teacher_depth(
-    model: EncoderClassifier, mc: ModelConfig, cut: int, state: dict[str, torch.Tensor]
+    model: EncoderClassifier, mc: ModelConfig, cut: int, draws: list[dict[str, torch.Tensor]]
 ) -> int:
-    """A resumed run past stage 1: fold the checkpoint's stage-1 weights in again."""
+    """A resumed run past stage 1: fold the checkpoint's stage-1 draws in again."""
     open_teacher_depth(model, mc.lora_rank)
-    load_trainable_state(model, state)
-    return close_teacher_depth(model, mc, cut)[1]
+    return close_teacher_depth(model, mc, cut, draws)
 
 
 def student_encoder(spec: StudentSpec, teacher_hf: Any, teacher_tok: Any) -> tuple[Any, Any]:

@@ -75,6 +75,10 @@ class TrainConfig:
     # layers), so that its embeddings separate the classes before anything is distilled.
     teacher_contrastive_steps: int = 50
     teacher_contrastive_lr: float = 1e-3
+    # Stage 1 at full depth this many times (fresh adapters and dropout masks, the same labels)
+    # and the draws' weights averaged: one draw's own noise moved the teacher by up to 6
+    # points on the rotten_tomatoes dev split (benchmarks/EXPERIMENTS.md). Costs k x stage 1.
+    teacher_contrastive_draws: int = 1
     contrastive_batch_size: int = 32  # labelled texts per pair-loss step (all pairs among them)
     # Stage 1 reads the first tokens of each labelled text only. At full depth a step back-props
     # through all 12 teacher layers for the whole batch: bbc_news read at 128 tokens held 6.6 GB
@@ -193,6 +197,11 @@ class RunConfig:
         for key, value, allowed in choices:
             if value not in allowed:
                 raise NanoNetError(f"{key} must be one of {', '.join(allowed)}, not '{value}'.")
+        if t.teacher_contrastive_draws > 1 and self.model.teacher_contrastive_peft != "lora-all":
+            raise NanoNetError(
+                "train.teacher_contrastive_draws above 1 averages stage 1's adapters: it needs "
+                "model.teacher_contrastive_peft=lora-all."
+            )
         for view in t.views:
             if view not in VIEWS:
                 raise NanoNetError(f"Unknown view '{view}'; choose from {', '.join(VIEWS)}.")
@@ -210,6 +219,7 @@ class RunConfig:
             ("train.teacher_warmup_steps", t.teacher_warmup_steps, 0),
             ("train.teacher_contrastive_steps", t.teacher_contrastive_steps, 0),
             ("train.teacher_contrastive_lr", t.teacher_contrastive_lr, 0.0),
+            ("train.teacher_contrastive_draws", t.teacher_contrastive_draws, 1),
             ("train.contrastive_batch_size", t.contrastive_batch_size, 2),
             ("train.contrastive_max_length", t.contrastive_max_length, 8),
             ("train.labeled_batch_size", t.labeled_batch_size, 1),

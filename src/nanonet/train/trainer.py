@@ -157,9 +157,11 @@ class NanoNetTrainer:
         self.in_loop = False
         self.pair_opt: torch.optim.Optimizer | None = None
         self.unl_iter: Any = None
-        # What stage 1 trained at full depth (adapters, biases), kept for checkpoints; and
-        # whether the teacher carries the adapters now (before they are folded in).
-        self.stage1_state: dict[str, torch.Tensor] | None = None
+        # What stage 1's finished draws trained at full depth (adapters, biases), kept for
+        # checkpoints; where each draw starts; and whether the teacher carries the adapters
+        # now (before they are folded in).
+        self.stage1_draws: list[dict[str, torch.Tensor]] = []
+        self.stage1_start: dict[str, torch.Tensor] = {}
         self.depth_open = False
 
     def read_length(self, member: Member) -> int:
@@ -304,8 +306,15 @@ class NanoNetTrainer:
         if opt is None or len(y) < 2:
             return
         labels = y.tolist()
+        steps = tc.teacher_contrastive_steps
+        # Several draws (`train.teacher_contrastive_draws`), each `steps` long, their weights
+        # averaged when stage 1 closes: one draw's noise swung the teacher by points.
+        draws = tc.teacher_contrastive_draws if self.depth_open else 1
 
-        def step(_: int) -> dict[str, float]:
+        def step(i: int) -> dict[str, float]:
+            nonlocal opt
+            if i and i % steps == 0:
+                opt = self._next_draw(i // steps)
             batch = pair_batch(labels, tc.contrastive_batch_size, self.rng_pairs)
             # The pair loss needs every text of the batch at once, and unlike the training
             # batches this one does not shrink for long texts: on 20newsgroups read at 256
@@ -319,13 +328,24 @@ class NanoNetTrainer:
                 split, batch, checkpoint=width > CHECKPOINT_ABOVE, max_length=read
             )
             loss = pair_similarity_loss(pooled, y[batch])
+            assert opt is not None
             opt.zero_grad(set_to_none=True)
             with full_precision(self.device):
                 loss.backward()
                 opt.step()
             return {"teacher_pair": loss.item()}
 
-        self._loop(phase, tc.teacher_contrastive_steps, step, phase == "contrastive")
+        self._loop(phase, steps * draws, step, phase == "contrastive")
+
+    def _next_draw(self, k: int) -> torch.optim.Optimizer | None:
+        """Stage 1's draw `k`: the last draw's weights kept, then fresh adapters (their own
+        seed), biases back to the start, fresh dropout masks and a fresh optimiser."""
+        self.stage1_draws.append(cohort.stage1_weights(self.teacher.model))
+        adapters = torch.Generator().manual_seed(self.adapter_seed + k)
+        cohort.restart_teacher_depth(self.teacher.model, self.stage1_start, adapters)
+        torch.manual_seed(self.dropout_seed + k)  # inside `_stage1_dropout`'s forked stream
+        self.pair_opt = self._pair_optimizer()
+        return self.pair_opt
 
     def _open_teacher_depth(self) -> None:
         """Before stage 1 with `model.teacher_contrastive_peft=lora-all`: adapters in every
@@ -336,15 +356,19 @@ class NanoNetTrainer:
             return
         model = self.teacher.model
         saved = self.resumed.get("teacher_stage1") if self.resumed is not None else None
-        if saved is not None:
+        if self._runs("contrastive"):
+            adapters = torch.Generator().manual_seed(self.adapter_seed)
+            cohort.open_teacher_depth(model, mc.lora_rank, adapters)
+            self.stage1_start = {
+                n: v for n, v in cohort.stage1_weights(model).items() if ".lora_" not in n
+            }
+            self.stage1_draws = list(saved or [])  # a run resumed within stage 1
+            self.depth_open = True
+        elif saved:
             self.teacher.trained_before = cohort.redo_teacher_depth(
                 model, mc, self.teacher_cut, saved
             )
-            self.stage1_state = saved
-        elif self._runs("contrastive"):
-            adapters = torch.Generator().manual_seed(self.adapter_seed)
-            cohort.open_teacher_depth(model, mc.lora_rank, adapters)
-            self.depth_open = True
+            self.stage1_draws = saved
 
     @contextmanager
     def _stage1_dropout(self) -> Iterator[None]:
@@ -355,6 +379,11 @@ class NanoNetTrainer:
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(self.dropout_seed)
+            saved = self.resumed.get("stage1_rng") if self.resumed is not None else None
+            if saved is not None and self.resume_at is not None:  # resumed within stage 1
+                torch.set_rng_state(saved["cpu"])
+                if cuda and saved["cuda"] is not None:
+                    torch.cuda.set_rng_state(saved["cuda"], cuda[0])
             self.teacher.model.train()
             try:
                 yield
@@ -367,8 +396,9 @@ class NanoNetTrainer:
         if not self.depth_open:
             return
         t = self.teacher
-        self.stage1_state, t.trained_before = cohort.close_teacher_depth(
-            t.model, self.cfg.model, self.teacher_cut
+        self.stage1_draws.append(cohort.stage1_weights(t.model))
+        t.trained_before = cohort.close_teacher_depth(
+            t.model, self.cfg.model, self.teacher_cut, self.stage1_draws
         )
         self.depth_open = False
         # Stage 1's optimiser held the adapters, which are gone now.
@@ -467,6 +497,8 @@ class NanoNetTrainer:
         """Stage 4: the students alone, against the adapted teacher's cached outputs."""
         assert self.targets is not None
         t_vec, t_unl = self.targets.get("unlabelled", unl)
+        if self.cache is not None and self.targets.done["unlabelled"].all():
+            self._free_bottom_cache()
         s_lab = [self.student_forward(s, "labelled", lab).logits for s in self.students]
         s_unl = [self.student_forward(s, "unlabelled", unl) for s in self.students]
         logs: dict[str, float] = {}
@@ -759,7 +791,9 @@ class NanoNetTrainer:
                 "speed_screen": self.speed_screen,
                 "members": members,
                 "pair_optimizer": self.pair_opt.state_dict() if self.pair_opt else None,
-                "teacher_stage1": self.stage1_state,
+                "teacher_stage1": self.stage1_draws,
+                # Within stage 1, where its dropout masks' stream stands.
+                "stage1_rng": self._stage1_rng() if self.depth_open else None,
                 "rngs": rng_states(self._rngs()),
                 "batches": {
                     "labelled": self.lab_iter.state(),
@@ -768,6 +802,13 @@ class NanoNetTrainer:
             }
         )
         log.debug("checkpoint %s (%s, step %d)", path.name, stage, step)
+
+    def _stage1_rng(self) -> dict[str, torch.Tensor | None]:
+        cuda = self.device.type == "cuda"
+        return {
+            "cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(self.device) if cuda else None,
+        }
 
     def _restore(self, state: dict[str, Any]) -> None:
         for m, saved in zip([self.teacher, *self.students], state["members"], strict=True):
@@ -817,8 +858,10 @@ class NanoNetTrainer:
 
     def _cache_targets(self) -> None:
         """The adapted teacher's outputs for the pool, each computed once, when a batch first
-        needs it. The frozen-bottom cache is no longer needed (the teacher has stopped
-        training): its memory goes back and the teacher reads texts whole from here on."""
+        needs it. Through the frozen-bottom cache while it lasts: the joint stage has stored
+        most pool texts' bottom states, so a target costs the top layers only (on bbc_news,
+        reading the pool whole was about half of stage 4's 772 s). The cache is freed once
+        every pool text has its target (`_free_bottom_cache`)."""
         t = self.teacher
         splits = {k: [len(x) for x in t.ids[k]] for k in ("unlabelled", "holdout") if t.ids[k]}
         tc = self.cfg.train
@@ -829,11 +872,16 @@ class NanoNetTrainer:
             tc.eval_batch_size,
             keep_vectors=tc.embed_kd_weight > 0,
         )
+        if tc.engine == "ray":
+            self._free_bottom_cache()  # the actors read texts whole
+            self._targets_on_ray(splits)
+
+    def _free_bottom_cache(self) -> None:
+        """The teacher has stopped training and its pool targets exist: the frozen-bottom
+        cache's memory goes back, and the teacher reads texts whole from here on."""
         if self.cache is not None:
             self.cache.clear()
             self.cache = None
-        if tc.engine == "ray":
-            self._targets_on_ray(splits)
 
     def _targets_on_ray(self, splits: dict[str, list[int]]) -> None:
         """Every pool text's targets at once, read by the teacher on a Ray actor pool."""
