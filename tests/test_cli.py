@@ -40,7 +40,7 @@ FAST_OVERRIDES = (
 )
 STEPS = 3
 WARMUP_STEPS = 2
-CONTRASTIVE_STEPS = 2
+CONTRASTIVE_STEPS = 2 * RunConfig().train.teacher_contrastive_draws  # steps per draw x draws
 
 TEXTS = ["good great film", "bad awful plot", "the movie was fine", "boring dull story", "a"]
 

@@ -290,7 +290,9 @@ def test_stage1_draws_start_alike_and_fold_in_as_their_mean(tiny_mpnet: Path) ->
         key = "backbone." + name
         a_key, b_key = key.replace(".weight", ".lora_a"), key.replace(".weight", ".lora_b")
         bias_key = key.replace(".bias", ".base.bias")
-        if name.endswith(".weight") and a_key in draws[0]:  # an adapted matrix: the mean of the draws' low-rank updates
+        if (
+            name.endswith(".weight") and a_key in draws[0]
+        ):  # an adapted matrix: the mean of the draws' low-rank updates
             update = sum(d[b_key] @ d[a_key] for d in draws) / 2
             torch.testing.assert_close(value, before[name] + scale * update)
         elif key in draws[0] or bias_key in draws[0]:  # a bias: the draws' mean
@@ -368,7 +370,8 @@ def test_stage1_reads_only_the_opening_tokens_of_each_text(
     trainer.train()
     longest = max(len(x) for x in trainer.teacher.ids["labelled"])
     assert longest > 8  # the texts are longer than what stage 1 reads ...
-    assert len(widths) == 3 and max(widths) == 8  # ... and it read 8 tokens at most
+    steps = 3 * cfg.train.teacher_contrastive_draws
+    assert len(widths) == steps and max(widths) == 8  # ... and it read 8 tokens at most
 
 
 def test_nanonet_run_trains_only_what_it_should(tiny_mpnet: Path, tiny_bert: Path) -> None:
@@ -579,8 +582,9 @@ def test_contrastive_stage_checkpoints_only_long_batches(
     monkeypatch.setattr(NanoNetTrainer, "teacher_pooled", spy)
     cfg = _config(tiny_mpnet, ["teacher:0"], steps=1, teacher_warmup_steps=0)
     NanoNetTrainer(_task(), cfg, progress=False).train()
-    assert flags[:3] == [expected] * 3  # the 3 contrastive steps (synthetic texts: < 20 tokens)
-    assert not any(flags[3:])  # nothing else checkpoints
+    n = 3 * cfg.train.teacher_contrastive_draws  # the contrastive steps (texts: < 20 tokens)
+    assert flags[:n] == [expected] * n
+    assert not any(flags[n:])  # nothing else checkpoints
 
 
 def test_training_reads_at_most_max_train_length_tokens(tiny_mpnet: Path) -> None:
@@ -758,7 +762,9 @@ def test_teacher_self_training_repeats_stages_1_and_2_on_pseudo_labels(tiny_mpne
     trainer = NanoNetTrainer(_task(), cfg, on_step=logs.append, progress=False)
     trainer.train()
     phases = Counter(r["phase"] for r in logs)
-    assert phases["contrastive"] == 3 and phases["self-training contrastive"] == 3
+    # Stage 1 takes its draws; self-training's stage 1 (the top layers only) one.
+    draws = cfg.train.teacher_contrastive_draws
+    assert phases["contrastive"] == 3 * draws and phases["self-training contrastive"] == 3
     assert phases["self-training"] == 2
     assert len(trainer.teacher.ids["teacher"]) == 20 + 6
     # The pseudo-labelled texts come from the pool, never the labelled or held-out texts.

@@ -76,9 +76,11 @@ class TrainConfig:
     teacher_contrastive_steps: int = 50
     teacher_contrastive_lr: float = 1e-3
     # Stage 1 at full depth this many times (fresh adapters and dropout masks, the same labels)
-    # and the draws' weights averaged: one draw's own noise moved the teacher by up to 6
-    # points on the rotten_tomatoes dev split (benchmarks/EXPERIMENTS.md). Costs k x stage 1.
-    teacher_contrastive_draws: int = 1
+    # and the draws' weights averaged. One draw's own noise moved the teacher's probe by up to
+    # 6 points on the rotten_tomatoes dev split; two averaged draws gained 0.7 points on the
+    # mean of three label draws, with a quarter to a half of the spread within each
+    # (benchmarks/EXPERIMENTS.md). Costs k x stage 1.
+    teacher_contrastive_draws: int = 2
     contrastive_batch_size: int = 32  # labelled texts per pair-loss step (all pairs among them)
     # Stage 1 reads the first tokens of each labelled text only. At full depth a step back-props
     # through all 12 teacher layers for the whole batch: bbc_news read at 128 tokens held 6.6 GB
