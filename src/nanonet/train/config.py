@@ -78,8 +78,8 @@ class TrainConfig:
     # Stage 1 at full depth this many times (fresh adapters and dropout masks, the same labels)
     # and the draws' weights averaged. One draw's own noise moved the teacher's probe by up to
     # 6 points on the rotten_tomatoes dev split; two averaged draws gained 0.7 points on the
-    # mean of three label draws, with a quarter to a half of the spread within each
-    # (benchmarks/EXPERIMENTS.md). Costs k x stage 1.
+    # mean of three label draws, with less spread within each (benchmarks/EXPERIMENTS.md).
+    # Costs k x stage 1.
     teacher_contrastive_draws: int = 2
     contrastive_batch_size: int = 32  # labelled texts per pair-loss step (all pairs among them)
     # Stage 1 reads the first tokens of each labelled text only. At full depth a step back-props
