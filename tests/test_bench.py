@@ -437,3 +437,27 @@ def test_setfit_without_the_package_is_unavailable(
     monkeypatch.setitem(sys.modules, "setfit", None)  # makes `import setfit` fail
     with pytest.raises(MethodUnavailable, match="setfit"):
         get_method("setfit")(_task(), _defaults("setfit"), _ctx(tmp_path))
+
+
+def test_stored_runs_stay_current_through_comment_and_docstring_edits(tmp_path: Path) -> None:
+    import subprocess
+
+    from nanonet.bench.code_version import current_code
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    code = tmp_path / "src" / "step.py"
+    code.parent.mkdir()
+    code.write_text('def step(x):\n    """Doubles."""\n    return 2 * x  # why\n', encoding="utf-8")
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    commit = git("rev-parse", "HEAD")
+    code.write_text('def step(x):\n    """Twice x."""\n    return 2 * x  # because\n', "utf-8")
+    assert current_code([commit], tmp_path) == {commit: True}
+    code.write_text('def step(x):\n    """Twice x."""\n    return 3 * x\n', encoding="utf-8")
+    assert current_code([commit], tmp_path) == {commit: False}
+    assert current_code(["0" * 40], tmp_path) == {"0" * 40: None}  # not in this repository

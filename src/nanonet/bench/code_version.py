@@ -4,11 +4,13 @@ The table accumulates over several sittings and a run is skipped once stored, so
 runs of different code. A run counts as made by the current code when the files that decide
 its result (`src/` and the dependency pins in `pyproject.toml`) are the same at the run's commit
 as in the working tree. The report and the HTTP server cannot change a result, so editing them
-does not turn stored runs stale.
+does not turn stored runs stale; nor does an edit to a comment or a docstring (a Python file
+counts as the same when its syntax tree without docstrings is).
 """
 
 from __future__ import annotations
 
+import ast
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,13 +38,48 @@ def current_code(commits: Iterable[str], repo: Path) -> dict[str, bool | None]:
             continue
         try:
             proc = subprocess.run(
-                ["git", "diff", "--quiet", commit, "--", *pathspec()],
+                ["git", "diff", "--name-only", commit, "--", *pathspec()],
                 cwd=repo,
                 capture_output=True,
+                text=True,
             )
+            if proc.returncode != 0:  # an unknown commit, no repository
+                verdicts[commit] = None
+                continue
+            changed = proc.stdout.split()
+            verdicts[commit] = all(_same_program(commit, path, repo) for path in changed)
         except OSError:
             verdicts[commit] = None
-            continue
-        # git diff --quiet: 0 same, 1 different, anything else (unknown commit, no repo) unknown
-        verdicts[commit] = {0: True, 1: False}.get(proc.returncode)
     return verdicts
+
+
+def _same_program(commit: str, path: str, repo: Path) -> bool:
+    """Whether `path` (relative to the repository's top) differs from `commit` in comments and
+    docstrings only."""
+    if not path.endswith(".py"):
+        return False
+    top = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
+    then = subprocess.run(
+        ["git", "show", f"{commit}:{path}"], cwd=repo, capture_output=True, text=True
+    )
+    now = Path(top) / path
+    if then.returncode != 0 or not now.is_file():  # added or removed
+        return False
+    try:
+        return _skeleton(then.stdout) == _skeleton(now.read_text(encoding="utf-8"))
+    except SyntaxError:
+        return False
+
+
+def _skeleton(source: str) -> str:
+    """The syntax tree without docstrings (comments are not in it)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            first = node.body[0] if node.body else None
+            value = first.value if isinstance(first, ast.Expr) else None
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree)

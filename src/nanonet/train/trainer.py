@@ -859,9 +859,8 @@ class NanoNetTrainer:
     def _cache_targets(self) -> None:
         """The adapted teacher's outputs for the pool, each computed once, when a batch first
         needs it. Through the frozen-bottom cache while it lasts: the joint stage has stored
-        most pool texts' bottom states, so a target costs the top layers only (on bbc_news,
-        reading the pool whole was about half of stage 4's 772 s). The cache is freed once
-        every pool text has its target (`_free_bottom_cache`)."""
+        most pool texts' bottom states, so a target costs the top layers only. The cache is
+        freed once every pool text has its target (`_free_bottom_cache`)."""
         t = self.teacher
         splits = {k: [len(x) for x in t.ids[k]] for k in ("unlabelled", "holdout") if t.ids[k]}
         tc = self.cfg.train
