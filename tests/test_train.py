@@ -28,6 +28,7 @@ from nanonet.train import cohort
 from nanonet.train import trainer as trainer_module
 from nanonet.train.config import RunConfig
 from nanonet.train.losses import (
+    balanced_class_weights,
     distillation_loss,
     embedding_loss,
     mutual_loss,
@@ -68,6 +69,20 @@ def test_mutual_loss_averages_over_peers_and_is_zero_without_peers() -> None:
 def test_supervised_loss_is_cross_entropy() -> None:
     logits = torch.tensor([[10.0, -10.0]])
     assert supervised_loss(logits, torch.tensor([0])).item() < 1e-6
+
+
+def test_class_weights_give_each_class_the_same_total_and_leave_balanced_labels_alone() -> None:
+    labels = [0, 0, 0, 1, 2, 2]
+    weights = balanced_class_weights(labels, 4)
+    assert weights is not None
+    per_class = [weights[c].item() * labels.count(c) for c in (0, 1, 2)]
+    assert per_class == pytest.approx([2.0, 2.0, 2.0])  # n / k each: the mean weight stays 1
+    assert weights[3].item() == 0.0  # a class without labels
+    assert balanced_class_weights([0, 1, 1, 0], 2) is None
+    assert balanced_class_weights([0, 0, 2, 2], 3) is None  # absent classes do not unbalance
+    logits, y = torch.tensor([[2.0, 0.0], [2.0, 0.0], [2.0, 0.0]]), torch.tensor([0, 0, 1])
+    balanced = balanced_class_weights(y.tolist(), 2)
+    assert supervised_loss(logits, y, balanced) > supervised_loss(logits, y)  # the minority counts
 
 
 def test_rampup_grows_linearly_then_stays_at_one() -> None:
@@ -410,6 +425,27 @@ def test_same_seed_same_model_different_seed_different_model(tiny_mpnet: Path) -
     a, b, c = run(0), run(0), run(1)
     np.testing.assert_allclose(a, b, atol=1e-6)
     assert not np.allclose(a, c)
+
+
+def test_uneven_labels_are_weighted_and_even_ones_train_as_without_weights(
+    tiny_mpnet: Path,
+) -> None:
+    def run(task: Task, balance: bool) -> np.ndarray:
+        cfg = _config(tiny_mpnet, ["teacher:0"], balance_classes=balance, distill_epochs=0.0)
+        res = NanoNetTrainer(task, cfg, progress=False).train()
+        return res.classifier.predict_proba(["good movie", "dull plot"])
+
+    even = _task()
+    assert len(set(Counter(even.labelled_labels).values())) == 1
+    np.testing.assert_array_equal(run(even, True), run(even, False))
+    keep = [i for i, y in enumerate(even.labelled_labels) if y == 0 or i % 3 == 0]
+    uneven = dataclasses.replace(
+        even,
+        labelled_texts=[even.labelled_texts[i] for i in keep],
+        labelled_labels=[even.labelled_labels[i] for i in keep],
+    )
+    assert len(set(Counter(uneven.labelled_labels).values())) == 2
+    assert not np.allclose(run(uneven, True), run(uneven, False))
 
 
 def test_learns_the_synthetic_task(tiny_mpnet: Path) -> None:

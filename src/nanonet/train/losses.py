@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
 
-def supervised_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits, labels)
+def supervised_loss(
+    logits: torch.Tensor, labels: torch.Tensor, class_weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    return F.cross_entropy(logits, labels, weight=class_weight)
+
+
+def balanced_class_weights(labels: Sequence[int], num_labels: int) -> torch.Tensor | None:
+    """Per-class weights that give every class present the same total weight in the
+    supervised loss (n / (k * n_c), as scikit-learn's class_weight="balanced"); None when the
+    classes present are equally represented already, so balanced labels train exactly as
+    without weights."""
+    counts = torch.bincount(torch.as_tensor(list(labels), dtype=torch.long), minlength=num_labels)
+    present = counts[counts > 0]
+    if len(present) == 0 or bool((present == present[0]).all()):
+        return None
+    weights = torch.zeros(num_labels)
+    weights[counts > 0] = counts.sum() / (len(present) * present.float())
+    return weights
 
 
 def distillation_loss(

@@ -59,6 +59,7 @@ from nanonet.train.cohort import Member
 from nanonet.train.config import RunConfig
 from nanonet.train.device_defaults import apply_device_defaults
 from nanonet.train.losses import (
+    balanced_class_weights,
     distillation_loss,
     embedding_loss,
     mutual_loss,
@@ -417,11 +418,16 @@ class NanoNetTrainer:
         return torch.optim.AdamW(params, lr=tc.teacher_contrastive_lr, weight_decay=0.0)
 
     def teacher_warmup_step(
-        self, lab: list[int], split: str = "labelled", y: torch.Tensor | None = None
+        self,
+        lab: list[int],
+        split: str = "labelled",
+        y: torch.Tensor | None = None,
+        weight: torch.Tensor | None = None,
     ) -> dict[str, float]:
         """Stage 2: teacher-only step on the labels, so that early targets are not noise."""
-        y = self.y if y is None else y
-        loss = supervised_loss(self.teacher_logits(split, lab), y[lab])
+        if y is None:
+            y, weight = self.y, self.class_weight
+        loss = supervised_loss(self.teacher_logits(split, lab), y[lab], weight)
         self._update([self.teacher], loss)
         return {"teacher_sup": loss.item()}
 
@@ -444,6 +450,7 @@ class NanoNetTrainer:
             store = self.cache.store
             store["teacher"] = store["labelled"] + [store["unlabelled"][i] for i in chosen]
         y = torch.cat([self.y, torch.tensor(labels, dtype=torch.long, device=self.device)])
+        weight = self._class_weights(y.tolist())
         # Not resumable step by step: a resumed run repeats the whole of self-training from
         # the checkpoint written before it.
         opt = self._pair_optimizer()
@@ -453,7 +460,9 @@ class NanoNetTrainer:
         self._loop(
             "self-training",
             tc.teacher_warmup_steps,
-            lambda _: self.teacher_warmup_step(self.dist.shard(next(batches)), "teacher", y),
+            lambda _: self.teacher_warmup_step(
+                self.dist.shard(next(batches)), "teacher", y, weight
+            ),
             resumable=False,
         )
 
@@ -465,7 +474,7 @@ class NanoNetTrainer:
         logs: dict[str, float] = {"rampup": r}
 
         # Teacher: adapted online from the labels (bias terms + head).
-        teacher_loss = supervised_loss(self.teacher_logits("labelled", lab), y)
+        teacher_loss = supervised_loss(self.teacher_logits("labelled", lab), y, self.class_weight)
         logs["teacher_sup"] = teacher_loss.item()
         t_vec = t_unl = None
         if tc.use_teacher:
@@ -523,7 +532,7 @@ class NanoNetTrainer:
         total = torch.zeros((), device=self.device)
         zero = torch.zeros((), device=self.device)
         for k, s in enumerate(self.students):
-            sup = supervised_loss(s_lab[k], y)
+            sup = supervised_loss(s_lab[k], y, self.class_weight)
             out = s_unl[k]
             kd = (
                 distillation_loss(out.logits, t_unl, tc.temperature, tc.kd_loss)
@@ -587,6 +596,7 @@ class NanoNetTrainer:
         if not self.unlabelled:
             log.warning("no unlabelled text: students learn from the labels only")
         self.y = torch.tensor(self.task.labelled_labels, dtype=torch.long, device=self.device)
+        self.class_weight = self._class_weights(self.task.labelled_labels)
         self._build_cohort()
         lab_bs, unl_bs = self._batch_sizes()
         distill_steps = 0
@@ -928,14 +938,23 @@ class NanoNetTrainer:
         )
         return lab, unl
 
+    def _class_weights(self, labels: list[int]) -> torch.Tensor | None:
+        """Weights for the supervised losses under train.balance_classes (None: unweighted)."""
+        if not self.cfg.train.balance_classes:
+            return None
+        weight = balanced_class_weights(labels, self.num_labels)
+        return None if weight is None else weight.to(self.device)
+
     def _phase(self, name: str) -> None:
         log.info("%s (at %.0f s)", name, time.perf_counter() - self.started)
 
     def _supervised_only_step(self, lab: list[int]) -> dict[str, float]:
         y = self.y[lab]
-        loss = supervised_loss(self.teacher_logits("labelled", lab), y)
+        w = self.class_weight
+        loss = supervised_loss(self.teacher_logits("labelled", lab), y, w)
         for s in self.students:
-            loss = loss + supervised_loss(self.student_forward(s, "labelled", lab).logits, y)
+            logits = self.student_forward(s, "labelled", lab).logits
+            loss = loss + supervised_loss(logits, y, w)
         self._update([self.teacher, *self.students], loss)
         return {"loss": loss.item()}
 
