@@ -10,6 +10,7 @@ from devsplit import train_order
 from nanonet.bench.methods.encoders import build_encoder
 from nanonet.data.batching import bucketed_epochs, length_sorted_batches, pad_batch
 from nanonet.data.builtin import load_builtin_splits
+from nanonet.models import peft
 from nanonet.models.encoder import Backbone, EncoderClassifier
 from nanonet.models.peft import apply_lora, inject_missing_biases, set_trainable
 
@@ -24,8 +25,15 @@ for spec in sys.argv[1].split(";"):
     hf, tok = build_encoder(enc)
     inject_missing_biases(hf)
     m = EncoderClassifier(Backbone(hf), 2, 0.1)
-    if mode == "lora":
-        apply_lora(m.backbone, 8)
+    if mode.startswith("lora"):
+        # lora: query/value only (the default); lora-all: every Linear in the layers;
+        # lora16: rank 16 on query/value.
+        targets = peft.LORA_TARGETS
+        if mode == "lora-all":
+            peft.LORA_TARGETS = targets + ("k", "o", "key", "dense")
+        apply_lora(m.backbone, 16 if mode == "lora16" else 8)
+        peft.LORA_TARGETS = targets
+        mode = "lora"
     set_trainable(m, mode, 0)
     if mode == "lora":
         for n, p in m.named_parameters():
