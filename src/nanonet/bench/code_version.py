@@ -32,6 +32,7 @@ def current_code(commits: Iterable[str], repo: Path) -> dict[str, bool | None]:
     """Per commit: True when its result code equals the working tree's, False when not, None
     when it cannot be told ('-dirty' runs, unknown commits, no git)."""
     verdicts: dict[str, bool | None] = {}
+    top: Path | None = None
     for commit in set(commits):
         if commit.endswith("-dirty") or commit == "unknown":
             verdicts[commit] = None
@@ -47,24 +48,30 @@ def current_code(commits: Iterable[str], repo: Path) -> dict[str, bool | None]:
                 verdicts[commit] = None
                 continue
             changed = proc.stdout.split()
-            verdicts[commit] = all(_same_program(commit, path, repo) for path in changed)
+            if changed and top is None:
+                top = Path(
+                    subprocess.run(
+                        ["git", "rev-parse", "--show-toplevel"],
+                        cwd=repo,
+                        capture_output=True,
+                        text=True,
+                    ).stdout.strip()
+                )
+            verdicts[commit] = all(_same_program(commit, path, repo, top) for path in changed)
         except OSError:
             verdicts[commit] = None
     return verdicts
 
 
-def _same_program(commit: str, path: str, repo: Path) -> bool:
-    """Whether `path` (relative to the repository's top) differs from `commit` in comments and
-    docstrings only."""
-    if not path.endswith(".py"):
+def _same_program(commit: str, path: str, repo: Path, top: Path | None) -> bool:
+    """Whether `path` (relative to the repository's top, `top`) differs from `commit` in
+    comments and docstrings only."""
+    if not path.endswith(".py") or top is None:
         return False
-    top = subprocess.run(
-        ["git", "rev-parse", "--show-toplevel"], cwd=repo, capture_output=True, text=True
-    ).stdout.strip()
     then = subprocess.run(
         ["git", "show", f"{commit}:{path}"], cwd=repo, capture_output=True, text=True
     )
-    now = Path(top) / path
+    now = top / path
     if then.returncode != 0 or not now.is_file():  # added or removed
         return False
     try:
