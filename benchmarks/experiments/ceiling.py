@@ -30,7 +30,7 @@ for spec in sys.argv[1].split(";"):
         # lora16: rank 16 on query/value.
         targets = peft.LORA_TARGETS
         if mode == "lora-all":
-            peft.LORA_TARGETS = targets + ("k", "o", "key", "dense")
+            peft.LORA_TARGETS = (*targets, "k", "o", "key", "dense")
         apply_lora(m.backbone, 16 if mode == "lora16" else 8)
         peft.LORA_TARGETS = targets
         mode = "lora"

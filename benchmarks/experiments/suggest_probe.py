@@ -6,7 +6,7 @@ on frozen MPNet sentence vectors (unit length) learns from the picks' true label
 scored on the dev split. The protocol's random draw is stratified by the true labels, which
 no cold start can be. Embeddings are cached under /tmp/exp.
 
-    PYTHONPATH=src:benchmarks/experiments NANONET_DEV_POOL=5000 \
+    PYTHONPATH=src:benchmarks/experiments [CW=balanced] NANONET_DEV_DATASET=D \
         python benchmarks/experiments/suggest_probe.py THREADS SEEDS RULES
 """
 
@@ -119,7 +119,8 @@ for s in seeds:
         if len(set(ys)) < 2:
             acc = float(np.mean(yd == ys[0]))
         else:
-            clf = LogisticRegression(C=1.0, max_iter=2000, class_weight=os.environ.get("CW") or None).fit(vec(ts), ys)
+            weight = os.environ.get("CW") or None  # CW=balanced: class-weighted
+            clf = LogisticRegression(C=1.0, max_iter=2000, class_weight=weight).fit(vec(ts), ys)
             acc = float((clf.predict(xd) == yd).mean())
         results[r].append(acc)
         line.append(f"{r} {acc:.4f} (classes seen {int((counts > 0).sum())}, max {counts.max()})")
