@@ -6,6 +6,15 @@ on frozen MPNet sentence vectors (unit length) learns from the picks' true label
 scored on the dev split. The protocol's random draw is stratified by the true labels, which
 no cold start can be. Embeddings are cached under /tmp/exp.
 
+Rules: random (the protocol's draw), uniform (a user's unstratified draw), cover (`suggest`'s
+cold start), cover2 (the n largest of 2n clusters), half, typical (TypiClust), names (zero-shot
+by class names), and two-round rules in which the first picks are labelled and a class-balanced
+probe on them guides the rest: roundR{even,doubt,cand} (R rounds, the first a cover; even: a
+cover inside each predicted class, more picks where fewer labels; doubt: least sure; cand:
+over-generated cluster centres kept in size order while the counts stay even), seqF (one cover
+of F*n clusters, half of it at once, the rest evened by the probe) and hyb (seq1, deficits
+filled by a cover inside the predicted class).
+
     PYTHONPATH=src:benchmarks/experiments [CW=balanced] NANONET_DEV_DATASET=D \
         python benchmarks/experiments/suggest_probe.py THREADS SEEDS RULES
 """
@@ -18,7 +27,7 @@ import torch
 from devsplit import DATASET, dev_task
 from sklearn.linear_model import LogisticRegression
 
-from nanonet.label.suggest import _model, cover, embed, spherical_kmeans
+from nanonet.label.suggest import _model, cover, embed, least_sure, spherical_kmeans
 
 torch.set_num_threads(int(sys.argv[1]))
 seeds = [int(s) for s in sys.argv[2].split(",")]
@@ -78,6 +87,44 @@ def by_names(x: np.ndarray, names: list[str], n: int, seed: int) -> list[int]:
     return picks + rest[: n - len(picks)]
 
 
+def second_round(
+    x: np.ndarray, first: list[int], ys: list[int], n: int, how: str, seed: int, k: int
+) -> list[int]:
+    """Round 2 after the first picks are labelled: a balanced probe on them guides the rest."""
+    rest = np.setdiff1d(np.arange(len(x)), first)
+    m = n - len(first)
+    if len(set(ys)) < 2:
+        return first + [int(rest[i]) for i, _ in cover(x[rest], m, seed + 7)]
+    clf = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(x[first], ys)
+    if how == "doubt":
+        logits = clf.decision_function(x[rest])
+        if logits.ndim == 1:
+            logits = np.stack([-logits / 2, logits / 2], 1)
+        return first + [int(rest[i]) for i, _ in least_sure(x[rest], logits, m, seed)]
+    guess = clf.predict(x[rest])
+    counts = np.bincount(ys, minlength=k)
+    want = np.zeros(k, dtype=int)
+    for _ in range(m):  # give each next label to the class with the fewest so far
+        c = int(np.argmin(counts + want))
+        want[c] += 1
+    out = list(first)
+    if how == "cand":  # over-generate cluster centres, keep them in size order while counts even
+        cands = [int(rest[i]) for i, _ in cover(x[rest], min(3 * m, len(rest)), seed)]
+        cg = clf.predict(x[cands])
+        for i, c in zip(cands, cg, strict=True):
+            if want[c] > 0:
+                out.append(i)
+                want[c] -= 1
+        extra = [i for i in cands if i not in out]
+        return out + extra[: n - len(out)]
+    for c in range(k):
+        members = rest[guess == c]
+        if want[c] and len(members) >= want[c]:
+            out += [int(members[i]) for i, _ in cover(x[members], int(want[c]), seed + c)]
+    extra = [int(rest[i]) for i, _ in cover(x[rest], m, seed + 99) if int(rest[i]) not in out]
+    return out + extra[: n - len(out)]
+
+
 def pick(rule: str, task, seed: int) -> tuple[list[str], list[int]]:
     cand = [*task.labelled_texts, *task.unlabelled_texts]
     n = len(task.labelled_texts)
@@ -87,6 +134,8 @@ def pick(rule: str, task, seed: int) -> tuple[list[str], list[int]]:
     rng = np.random.default_rng(1000 + seed)
     if rule == "cover":
         idx = [i for i, _ in cover(x, n, seed)]
+    elif rule == "cover2":  # the n largest of 2n clusters
+        idx = [i for i, _ in cover(x, 2 * n, seed)][:n]
     elif rule == "uniform":  # a user's own random draw: not stratified
         idx = list(rng.choice(len(cand), n, replace=False))
     elif rule == "half":
@@ -96,6 +145,64 @@ def pick(rule: str, task, seed: int) -> tuple[list[str], list[int]]:
         idx = typical(x, n, seed)
     elif rule == "names":
         idx = by_names(x, task.label_names, n, seed)
+    elif rule.startswith("seq"):  # one cover of f*n clusters; half now, the rest evened by a probe
+        truth0 = dict(zip(task.labelled_texts, task.labelled_labels, strict=True)) | SPLIT_TRUTH
+        f = int(rule[3])
+        k = len(task.label_names)
+        cands = [i for i, _ in cover(x, f * n, seed)]
+        idx = cands[: n // 2]
+        ys0 = [truth0[cand[i]] for i in idx]
+        rest = cands[n // 2 :]
+        if len(set(ys0)) < 2:
+            idx += rest[: n - len(idx)]
+        else:
+            clf = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(x[idx], ys0)
+            counts = np.bincount(ys0, minlength=k)
+            want = np.zeros(k, dtype=int)
+            for _ in range(n - len(idx)):
+                want[int(np.argmin(counts + want))] += 1
+            for i, c in zip(rest, clf.predict(x[rest]), strict=True):
+                if want[c] > 0:
+                    idx.append(i)
+                    want[c] -= 1
+            idx += [i for i in rest if i not in idx][: n - len(idx)]
+    elif rule.startswith("hyb"):  # cover(n); half now; the rest of it evened, deficits by class
+        truth0 = dict(zip(task.labelled_texts, task.labelled_labels, strict=True)) | SPLIT_TRUTH
+        k = len(task.label_names)
+        cands = [i for i, _ in cover(x, n, seed)]
+        idx = cands[: n // 2]
+        ys0 = [truth0[cand[i]] for i in idx]
+        rest = cands[n // 2 :]
+        if len(set(ys0)) < 2:
+            idx += rest
+        else:
+            clf = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(x[idx], ys0)
+            counts = np.bincount(ys0, minlength=k)
+            want = np.zeros(k, dtype=int)
+            for _ in range(n - len(idx)):
+                want[int(np.argmin(counts + want))] += 1
+            for i, c in zip(rest, clf.predict(x[rest]), strict=True):
+                if want[c] > 0:
+                    idx.append(i)
+                    want[c] -= 1
+            guess = clf.predict(x)
+            for c in range(k):
+                if want[c] > 0:
+                    members = np.setdiff1d(np.flatnonzero(guess == c), idx)
+                    if len(members) >= want[c]:
+                        idx += [
+                            int(members[j]) for j, _ in cover(x[members], int(want[c]), seed + c)
+                        ]
+            idx += [i for i in rest if i not in idx][: n - len(idx)]
+    elif rule.startswith("round"):  # roundRdoubt / roundReven: R rounds, the first a cover
+        truth0 = dict(zip(task.labelled_texts, task.labelled_labels, strict=True)) | SPLIT_TRUTH
+        rounds, how = int(rule[5]), rule[6:]
+        idx = [i for i, _ in cover(x, n // rounds, seed)]
+        for r in range(2, rounds + 1):
+            upto = n * r // rounds
+            idx = second_round(
+                x, idx, [truth0[cand[i]] for i in idx], upto, how, seed + r, len(task.label_names)
+            )
     else:
         raise SystemExit(f"unknown rule {rule}")
     truth = dict(zip(task.labelled_texts, task.labelled_labels, strict=True))
