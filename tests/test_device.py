@@ -28,7 +28,7 @@ from nanonet.models.encoder import (
     load_hf_encoder,
     use_sdpa_for_mpnet,
 )
-from nanonet.train import cohort
+from nanonet.train import cohort, teacher_depth
 from nanonet.train.config import RunConfig
 from nanonet.train.device_defaults import GPU_DEFAULTS, apply_device_defaults
 from nanonet.train.trainer import NanoNetTrainer
@@ -315,15 +315,17 @@ def test_a_resumed_run_folds_stage_1_into_the_teacher_where_it_lives(
     device = torch.device(where)
     first, _, _, cut = cohort.build_teacher(mc, 2)
     first.to(device)
-    trained = cohort.open_teacher_depth(first, mc.lora_rank, torch.Generator().manual_seed(0))
+    trained = teacher_depth.open_teacher_depth(
+        first, mc.lora_rank, torch.Generator().manual_seed(0)
+    )
     with torch.no_grad():
         for p in trained:  # as stage 1 would: the adapters' up-projections start at zero
             p.add_(0.01 * torch.randn_like(p))
-    state = cohort.stage1_weights(first)
-    cohort.close_teacher_depth(first, mc, cut, [state])
+    state = teacher_depth.stage1_weights(first)
+    teacher_depth.close_teacher_depth(first, mc, cut, [state])
     resumed, _, _, _ = cohort.build_teacher(mc, 2)
     resumed.to(device)
-    cohort.redo_teacher_depth(resumed, mc, cut, [state])
+    teacher_depth.redo_teacher_depth(resumed, mc, cut, [state])
     folded = dict(first.backbone.named_parameters())
     for name, p in resumed.backbone.named_parameters():
         assert p.device.type == where

@@ -24,7 +24,7 @@ from nanonet.data.batching import (
 from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
 from nanonet.models.encoder import EncoderClassifier
-from nanonet.train import cohort
+from nanonet.train import cohort, teacher_depth
 from nanonet.train import trainer as trainer_module
 from nanonet.train.config import RunConfig
 from nanonet.train.losses import (
@@ -281,13 +281,13 @@ def test_stage1_draws_start_alike_and_fold_in_as_their_mean(tiny_mpnet: Path) ->
     mc = _config(tiny_mpnet, ["teacher:0"]).model
     model, _, _, cut = cohort.build_teacher(mc, 2)
     before = {n: p.detach().clone() for n, p in model.backbone.named_parameters()}
-    cohort.open_teacher_depth(model, mc.lora_rank, torch.Generator().manual_seed(0))
-    start = {n: v for n, v in cohort.stage1_weights(model).items() if ".lora_" not in n}
+    teacher_depth.open_teacher_depth(model, mc.lora_rank, torch.Generator().manual_seed(0))
+    start = {n: v for n, v in teacher_depth.stage1_weights(model).items() if ".lora_" not in n}
     draws, noise = [], torch.Generator().manual_seed(1)
     for k in range(2):
         if k:
-            cohort.restart_teacher_depth(model, start, torch.Generator().manual_seed(k))
-            for n, v in cohort.stage1_weights(model).items():  # the same start as draw 0 ...
+            teacher_depth.restart_teacher_depth(model, start, torch.Generator().manual_seed(k))
+            for n, v in teacher_depth.stage1_weights(model).items():  # the same start as draw 0 ...
                 if ".lora_b" in n or n in start:
                     assert torch.equal(v, start.get(n, torch.zeros_like(v))), n
                 elif ".lora_a" in n:  # ... but adapters drawn anew
@@ -296,8 +296,8 @@ def test_stage1_draws_start_alike_and_fold_in_as_their_mean(tiny_mpnet: Path) ->
             for p in model.parameters():
                 if p.requires_grad:
                     p.add_(0.01 * torch.randn(p.shape, generator=noise))
-        draws.append(cohort.stage1_weights(model))
-    cohort.close_teacher_depth(model, mc, cut, draws)
+        draws.append(teacher_depth.stage1_weights(model))
+    teacher_depth.close_teacher_depth(model, mc, cut, draws)
     after = dict(model.backbone.named_parameters())
     assert set(after) == set(before)  # folded: a plain encoder again
     scale = 2.0  # LoRA's alpha / rank

@@ -13,15 +13,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
+
+if TYPE_CHECKING:
+    from nanonet.train.cohort import Member
 
 log = logging.getLogger("nanonet")
 
@@ -126,3 +133,61 @@ def load_trainable_state(module: torch.nn.Module, state: dict[str, torch.Tensor]
     params = dict(module.named_parameters())
     for name, value in state.items():
         params[name].copy_(value.to(params[name].device))
+
+
+def member_states(members: Sequence[Member]) -> list[dict[str, Any]]:
+    """What a checkpoint keeps of each member: its trainable weights (and training-only
+    projection), optimiser and scheduler."""
+    states = []
+    for m in members:
+        assert m.optimizer is not None and m.scheduler is not None
+        states.append(
+            {
+                "params": trainable_state(m.model),
+                "projection": trainable_state(m.projection) if m.projection else None,
+                "optimizer": m.optimizer.state_dict(),
+                "scheduler": m.scheduler.state_dict(),
+            }
+        )
+    return states
+
+
+def load_member_states(members: Sequence[Member], states: list[dict[str, Any]]) -> None:
+    for m, saved in zip(members, states, strict=True):
+        assert m.optimizer is not None and m.scheduler is not None
+        load_trainable_state(m.model, saved["params"])
+        if m.projection is not None:
+            load_trainable_state(m.projection, saved["projection"])
+        m.optimizer.load_state_dict(saved["optimizer"])
+        m.scheduler.load_state_dict(saved["scheduler"])
+
+
+class CtrlC:
+    """With checkpoints, a first Ctrl-C during a stage asks the run to finish the step, write a
+    checkpoint and stop (`requested`); a second one, or one outside a stage, stops at once,
+    leaving the last checkpoint."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.in_stage = False  # set by the loop while a resumable stage runs
+
+    @contextmanager
+    def handled(self, enabled: bool) -> Iterator[None]:
+        """Ctrl-C handled as above while inside, where `enabled` (signals reach the main
+        thread only; under torchrun ranks would finish different steps and wait on each other
+        forever, so there it stops at once)."""
+        if not enabled or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            if self.requested or not self.in_stage:
+                raise KeyboardInterrupt
+            self.requested = True
+            log.warning("stopping after this step to write a checkpoint (Ctrl-C again: at once)")
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)

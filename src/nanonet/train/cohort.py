@@ -13,21 +13,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from nanonet.models.assets import encoder_dir
+from nanonet.errors import NanoNetError
+from nanonet.models.assets import encoder_dir, max_input_tokens
 from nanonet.models.classifier import NanoNetClassifier
-from nanonet.models.device import device_of
 from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder
 from nanonet.models.peft import (
-    LoRALinear,
     apply_lora,
     count_parameters,
     inject_missing_biases,
-    merge_lora,
     set_trainable,
 )
 from nanonet.models.speed import best_docs_per_second, class_ids, untrained_classifier
 from nanonet.models.students import StudentSpec, parse_student_spec, select_layers, subset_layers
-from nanonet.train.checkpoint import load_trainable_state
 from nanonet.train.config import ModelConfig, TrainConfig
 
 log = logging.getLogger("nanonet")
@@ -100,6 +97,33 @@ def member(
     return Member(name, model, tokenizer, dict(shared[key]), view)
 
 
+def check_read_lengths(
+    mc: ModelConfig, max_length: int, train_length: int, student_length: int, cap: int | None
+) -> None:
+    """Refuse a length beyond an encoder's position table before anything loads, not as an
+    index error later. The teacher reads `max_length`; the students train on `train_length`
+    (the data's length capped at `cap`) and predict on `student_length`."""
+    teacher_dir = encoder_dir(mc.teacher)
+    checks = [(mc.teacher, teacher_dir, max_length, "data.max_length")]
+    if student_length > train_length:
+        student_reads, setting = student_length, "train.student_max_length"
+    elif cap and cap < max_length:
+        student_reads, setting = train_length, "train.max_train_length"
+    else:
+        student_reads, setting = train_length, "data.max_length"
+    for spec_text in mc.students:
+        source = parse_student_spec(spec_text).source
+        folder = teacher_dir if source == "teacher" else encoder_dir(source)
+        checks.append((spec_text, folder, student_reads, setting))
+    for name, folder, length, key in checks:
+        limit = max_input_tokens(folder)
+        if length > limit:
+            raise NanoNetError(
+                f"{key}={length} is longer than encoder '{name}' can read ({limit} tokens); "
+                f"set {key} to {limit} or less."
+            )
+
+
 def build_teacher(mc: ModelConfig, num_labels: int) -> tuple[EncoderClassifier, Any, Any, int]:
     """The teacher classifier, its HF encoder and tokenizer (students copy from them), and the
     first trainable layer (everything below it is frozen, so its output can be cached)."""
@@ -112,85 +136,6 @@ def build_teacher(mc: ModelConfig, num_labels: int) -> tuple[EncoderClassifier, 
         apply_lora(model.backbone, mc.lora_rank)
     set_trainable(model, mc.teacher_peft, cut)
     return model, hf, tok, cut
-
-
-def open_teacher_depth(
-    model: EncoderClassifier, rank: int, generator: torch.Generator | None = None
-) -> list[nn.Parameter]:
-    """Stage 1 at full depth: LoRA adapters on every layer's query/value projections, and the
-    bias terms of every layer, train. Returns those weights (not the head, which stage 1 does
-    not use)."""
-    # The adapters are created on the CPU; a model on a GPU must get them there before the
-    # fold (`close_teacher_depth`) adds them to its weights.
-    device = device_of(model)
-    apply_lora(model.backbone, rank, generator=generator)
-    model.to(device)
-    set_trainable(model, "lora", 0)
-    return [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
-
-
-def restart_teacher_depth(
-    model: EncoderClassifier, start: dict[str, torch.Tensor], generator: torch.Generator
-) -> None:
-    """The next draw of stage 1: adapters drawn anew, the biases back to `start` (stage 1's
-    starting values), so every draw trains from the same teacher."""
-    for module in model.modules():
-        if isinstance(module, LoRALinear):
-            module.reset(generator)
-    with torch.no_grad():
-        load_trainable_state(model, start)
-
-
-def close_teacher_depth(
-    model: EncoderClassifier, mc: ModelConfig, cut: int, draws: list[dict[str, torch.Tensor]]
-) -> int:
-    """Fold the mean of stage 1's draws (each one's adapters and biases, as `stage1_weights`
-    returned them) into the teacher's weights, and go back to training what
-    `model.teacher_peft` trains above `cut`, so the frozen bottom can be cached again.
-
-    Every draw starts from the same weights, so their mean is a uniform soup: on the
-    rotten_tomatoes dev split it took the spread between draws out (benchmarks/EXPERIMENTS.md).
-    Returns how many weights stage 1 trained that no later stage trains (the report's count).
-    """
-    k = len(draws)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, module in list(model.named_modules()):
-            if isinstance(module, LoRALinear):
-                # Each draw's low-rank update, then their mean: the mean of the B @ A products,
-                # not the product of the means (the draws' A and B are not aligned).
-                delta = sum(
-                    d[f"{name}.lora_b"].to(module.lora_b) @ d[f"{name}.lora_a"].to(module.lora_a)
-                    for d in draws
-                )
-                module.lora_a.zero_()
-                module.lora_b.zero_()
-                module.base.weight += (delta / k) * module.scale
-        for name in draws[0]:
-            if not name.endswith((".lora_a", ".lora_b")):
-                params[name].copy_(sum(d[name] for d in draws).to(params[name]) / k)
-    merge_lora(model.backbone)
-    set_trainable(model, mc.teacher_peft, cut)
-    still = {n for n, p in model.named_parameters() if p.requires_grad}
-    return sum(v.numel() for n, v in draws[0].items() if n not in still)
-
-
-def stage1_weights(model: EncoderClassifier) -> dict[str, torch.Tensor]:
-    """What stage 1 trains (adapters and biases, not the head), copied to the CPU: one draw,
-    as a checkpoint keeps it to redo the fold on resume."""
-    return {
-        n: p.detach().cpu().clone()
-        for n, p in model.named_parameters()
-        if p.requires_grad and not n.startswith("head.")
-    }
-
-
-def redo_teacher_depth(
-    model: EncoderClassifier, mc: ModelConfig, cut: int, draws: list[dict[str, torch.Tensor]]
-) -> int:
-    """A resumed run past stage 1: fold the checkpoint's stage-1 draws in again."""
-    open_teacher_depth(model, mc.lora_rank)
-    return close_teacher_depth(model, mc, cut, draws)
 
 
 def student_encoder(spec: StudentSpec, teacher_hf: Any, teacher_tok: Any) -> tuple[Any, Any]:

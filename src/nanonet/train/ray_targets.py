@@ -15,6 +15,7 @@ import copy
 import logging
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,11 @@ from nanonet.data.batching import length_sorted_batches, pad_batch
 from nanonet.models.device import device_of
 from nanonet.models.encoder import EncoderClassifier
 from nanonet.ray_cluster import quiet_ray_data, ray_session
+
+if TYPE_CHECKING:
+    from nanonet.train.cohort import Member
+    from nanonet.train.config import TrainConfig
+    from nanonet.train.teacher_cache import TeacherTargets
 
 log = logging.getLogger("nanonet")
 
@@ -126,3 +132,29 @@ def teacher_outputs_on_ray(
                 vectors[part["id"]] = part["pooled"]
     assert logits is not None
     return logits, vectors
+
+
+def fill_targets_on_ray(
+    targets: TeacherTargets, teacher: Member, splits: Sequence[str], tc: TrainConfig
+) -> None:
+    """Every text of `splits` gets its targets at once, read by `teacher` on a Ray actor
+    pool (one pass over all of them: starting Ray takes seconds)."""
+    ids = [x for split in splits for x in teacher.ids[split]]
+    log.info("the teacher reads %d texts on Ray (%d workers)", len(ids), tc.ray_workers)
+    logits, vectors = teacher_outputs_on_ray(
+        teacher.model,
+        ids,
+        teacher.pad_id,
+        tc.eval_batch_size,
+        targets.keep_vectors,
+        tc.ray_workers,
+        tc.ray_address,
+    )
+    device = device_of(teacher.model)
+    start = 0
+    for split in splits:
+        end = start + len(teacher.ids[split])
+        part = torch.from_numpy(logits[start:end]).to(device)
+        pooled = torch.from_numpy(vectors[start:end]).to(device) if vectors is not None else None
+        targets.put(split, part, pooled)
+        start = end

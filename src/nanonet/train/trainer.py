@@ -11,19 +11,17 @@ Read it next to `shared/docs/method.md`. A run has four stages:
 4. `distill_step`: the adapted teacher's outputs for the pool are computed once each (when a
    batch first needs them) and the students take further passes over the pool against them
    (`train.distill_epochs`).
-Building the models (`cohort.py`), the teacher's caches (`teacher_cache.py`), the choice of the
-kept student (`selection.py`) and the report (`run_report.py`) live beside this file.
+Building the models (`cohort.py`), the teacher's adapters during stage 1 (`teacher_depth.py`),
+its caches (`teacher_cache.py`), checkpoints (`checkpoint.py`), the choice of the kept student
+(`selection.py`) and the report (`run_report.py`) live beside this file.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,19 +39,18 @@ from nanonet.data.batching import (
 )
 from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
-from nanonet.models.assets import encoder_dir, max_input_tokens
 from nanonet.models.classifier import NanoNetClassifier
 from nanonet.models.device import autocast, describe, full_precision, resolve_device
-from nanonet.models.students import parse_student_spec
 from nanonet.train import cohort, distributed
 from nanonet.train.checkpoint import (
     STAGES,
     Checkpoints,
+    CtrlC,
+    load_member_states,
     load_rng_states,
-    load_trainable_state,
+    member_states,
     rng_states,
     task_fingerprint,
-    trainable_state,
 )
 from nanonet.train.cohort import Member
 from nanonet.train.config import RunConfig
@@ -71,6 +68,7 @@ from nanonet.train.pseudo_labels import balanced_pseudo_labels
 from nanonet.train.run_report import build_report, log_parameters
 from nanonet.train.selection import choose_student
 from nanonet.train.teacher_cache import FrozenBottomCache, TeacherTargets
+from nanonet.train.teacher_depth import TeacherDepth, pair_optimizer
 from nanonet.train.views import apply_views
 
 log = logging.getLogger("nanonet")
@@ -128,7 +126,9 @@ class NanoNetTrainer:
         self.train_length = min(task.max_length, cap) if cap else task.max_length
         # what the saved (kept) student reads at prediction time
         self.student_length = config.train.student_max_length or self.train_length
-        self._check_lengths()
+        cohort.check_read_lengths(
+            config.model, self.max_length, self.train_length, self.student_length, cap
+        )
         self.targets: TeacherTargets | None = None
         self.checkpoints = checkpoints
         # The data's digest, once: hashing a large pool at every checkpoint would cost seconds.
@@ -154,16 +154,15 @@ class NanoNetTrainer:
             stage, step = self.resumed["position"]
             self.resume_at = (str(stage), int(step))
         self.emitted = 0  # steps reported through on_step (a resumed log continues after them)
-        self.stop_requested = False
-        self.in_loop = False
+        self.ctrl_c = CtrlC()
         self.pair_opt: torch.optim.Optimizer | None = None
         self.unl_iter: Any = None
-        # What stage 1's finished draws trained at full depth (adapters, biases), kept for
-        # checkpoints; where each draw starts; and whether the teacher carries the adapters
-        # now (before they are folded in).
-        self.stage1_draws: list[dict[str, torch.Tensor]] = []
-        self.stage1_start: dict[str, torch.Tensor] = {}
-        self.depth_open = False
+        self.depth: TeacherDepth  # stage 1 at full depth; made once the teacher is built
+
+    @property
+    def stage1_draws(self) -> list[dict[str, torch.Tensor]]:
+        """What stage 1's finished draws trained at full depth (adapters, biases)."""
+        return self.depth.draws
 
     def read_length(self, member: Member) -> int:
         """Tokens `member` reads at prediction: the teacher the dataset's length, a student
@@ -171,30 +170,6 @@ class NanoNetTrainer:
         return self.max_length if member is self.teacher else self.student_length
 
     # ------------------------------------------------------------------ set-up ----------
-    def _check_lengths(self) -> None:
-        """Refuse a length beyond an encoder's position table here, not as an index error later."""
-        mc = self.cfg.model
-        teacher_dir = encoder_dir(mc.teacher)
-        checks = [(mc.teacher, teacher_dir, self.max_length, "data.max_length")]
-        cap = self.cfg.train.max_train_length
-        if self.student_length > self.train_length:
-            student_reads, setting = self.student_length, "train.student_max_length"
-        elif cap and cap < self.max_length:
-            student_reads, setting = self.train_length, "train.max_train_length"
-        else:
-            student_reads, setting = self.train_length, "data.max_length"
-        for spec_text in mc.students:
-            source = parse_student_spec(spec_text).source
-            folder = teacher_dir if source == "teacher" else encoder_dir(source)
-            checks.append((spec_text, folder, student_reads, setting))
-        for name, folder, length, key in checks:
-            limit = max_input_tokens(folder)
-            if length > limit:
-                raise NanoNetError(
-                    f"{key}={length} is longer than encoder '{name}' can read ({limit} tokens); "
-                    f"set {key} to {limit} or less."
-                )
-
     def _split_pool(self, rng: np.random.Generator) -> tuple[list[str], list[str]]:
         """Hold out some unlabelled texts to choose the kept student (never the test set)."""
         pool = list(self.task.unlabelled_texts)
@@ -296,7 +271,7 @@ class NanoNetTrainer:
         phase: str = "contrastive",
     ) -> None:
         """Stage 1: the teacher learns to separate the classes (SetFit-style), by default
-        through adapters and biases in every layer (`_open_teacher_depth`).
+        through adapters and biases in every layer (`teacher_depth.py`).
 
         With ten examples per class the head alone cannot move a frozen embedding much; pulling
         same-class texts together and pushing others apart first lifts the teacher from its
@@ -310,12 +285,13 @@ class NanoNetTrainer:
         steps = tc.teacher_contrastive_steps
         # Several draws (`train.teacher_contrastive_draws`), each `steps` long, their weights
         # averaged when stage 1 closes: one draw's noise swung the teacher by points.
-        draws = tc.teacher_contrastive_draws if self.depth_open else 1
+        draws = tc.teacher_contrastive_draws if self.depth.is_open else 1
 
         def step(i: int) -> dict[str, float]:
             nonlocal opt
             if i and i % steps == 0:
-                opt = self._next_draw(i // steps)
+                self.depth.next_draw(i // steps)
+                opt = self.pair_opt = pair_optimizer(self.teacher.model, tc)
             batch = pair_batch(labels, tc.contrastive_batch_size, self.rng_pairs)
             # The pair loss needs every text of the batch at once, and unlike the training
             # batches this one does not shrink for long texts: on 20newsgroups read at 256
@@ -337,85 +313,6 @@ class NanoNetTrainer:
             return {"teacher_pair": loss.item()}
 
         self._loop(phase, steps * draws, step, phase == "contrastive")
-
-    def _next_draw(self, k: int) -> torch.optim.Optimizer | None:
-        """Stage 1's draw `k`: the last draw's weights kept, then fresh adapters (their own
-        seed), biases back to the start, fresh dropout masks and a fresh optimiser."""
-        self.stage1_draws.append(cohort.stage1_weights(self.teacher.model))
-        adapters = torch.Generator().manual_seed(self.adapter_seed + k)
-        cohort.restart_teacher_depth(self.teacher.model, self.stage1_start, adapters)
-        torch.manual_seed(self.dropout_seed + k)  # inside `_stage1_dropout`'s forked stream
-        self.pair_opt = self._pair_optimizer()
-        return self.pair_opt
-
-    def _open_teacher_depth(self) -> None:
-        """Before stage 1 with `model.teacher_contrastive_peft=lora-all`: adapters in every
-        teacher layer. A run resumed past stage 1 folds the checkpoint's stage-1 weights in
-        again instead (they are frozen afterwards, so no later checkpoint holds them)."""
-        mc, tc = self.cfg.model, self.cfg.train
-        if mc.teacher_contrastive_peft != "lora-all" or tc.teacher_contrastive_steps == 0:
-            return
-        model = self.teacher.model
-        saved = self.resumed.get("teacher_stage1") if self.resumed is not None else None
-        if self._runs("contrastive"):
-            adapters = torch.Generator().manual_seed(self.adapter_seed)
-            cohort.open_teacher_depth(model, mc.lora_rank, adapters)
-            self.stage1_start = {
-                n: v for n, v in cohort.stage1_weights(model).items() if ".lora_" not in n
-            }
-            self.stage1_draws = list(saved or [])  # a run resumed within stage 1
-            self.depth_open = True
-        elif saved:
-            self.teacher.trained_before = cohort.redo_teacher_depth(
-                model, mc, self.teacher_cut, saved
-            )
-            self.stage1_draws = saved
-
-    @contextmanager
-    def _stage1_dropout(self) -> Iterator[None]:
-        """Stage 1 with the teacher's dropout on, as SetFit trains: without it the adapters
-        fit the twenty labelled texts' pairs and the gain on the dev split went (0.847 -> 0.824
-        for the probe, seed 0). Its masks come from their own seed, so the teacher stays the
-        same whatever the students draw before it (ablations stay paired)."""
-        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(self.dropout_seed)
-            saved = self.resumed.get("stage1_rng") if self.resumed is not None else None
-            if saved is not None and self.resume_at is not None:  # resumed within stage 1
-                torch.set_rng_state(saved["cpu"])
-                if cuda and saved["cuda"] is not None:
-                    torch.cuda.set_rng_state(saved["cuda"], cuda[0])
-            self.teacher.model.train()
-            try:
-                yield
-            finally:
-                self.teacher.model.eval()  # its outputs are targets from here on
-
-    def _close_teacher_depth(self) -> None:
-        """After stage 1 at full depth: fold the adapters into the weights; the later stages
-        train the top layers only, above a bottom that is frozen again."""
-        if not self.depth_open:
-            return
-        t = self.teacher
-        self.stage1_draws.append(cohort.stage1_weights(t.model))
-        t.trained_before = cohort.close_teacher_depth(
-            t.model, self.cfg.model, self.teacher_cut, self.stage1_draws
-        )
-        self.depth_open = False
-        # Stage 1's optimiser held the adapters, which are gone now.
-        self.pair_opt = self._pair_optimizer()
-
-    def _pair_optimizer(self) -> torch.optim.Optimizer | None:
-        """Stage 1's optimiser: the teacher's trainable weights below its head."""
-        tc = self.cfg.train
-        params = [
-            p
-            for n, p in self.teacher.model.named_parameters()
-            if p.requires_grad and not n.startswith("head.")
-        ]
-        if tc.teacher_contrastive_steps == 0 or not params:
-            return None
-        return torch.optim.AdamW(params, lr=tc.teacher_contrastive_lr, weight_decay=0.0)
 
     def teacher_warmup_step(
         self,
@@ -453,7 +350,7 @@ class NanoNetTrainer:
         weight = self._class_weights(y.tolist())
         # Not resumable step by step: a resumed run repeats the whole of self-training from
         # the checkpoint written before it.
-        opt = self._pair_optimizer()
+        opt = pair_optimizer(t.model, tc)
         self.teacher_contrastive_stage(opt, "teacher", y, "self-training contrastive")
         lengths = [len(x) for x in t.ids["teacher"]]
         batches = bucketed_epochs(lengths, batch_size, self.rng_self_training)
@@ -572,7 +469,9 @@ class NanoNetTrainer:
     def train(self) -> TrainResult:
         """Every stage; forward passes under bf16 autocast on CUDA, fp32 on the CPU."""
         log.info("training on %s", describe(self.device))
-        with autocast(self.device), self._stop_on_ctrl_c():
+        # Under torchrun Ctrl-C stops at once, leaving the last checkpoint.
+        handled = self.checkpoints is not None and not self.dist.enabled
+        with autocast(self.device), self.ctrl_c.handled(handled):
             return self._train()
 
     def _train(self) -> TrainResult:
@@ -584,8 +483,6 @@ class NanoNetTrainer:
         # unchanged and ablations stay paired.
         seeds = np.random.SeedSequence(tc.seed).spawn(7)
         pool_seed, batch_seed, view_seed, pair_seed, self_seed, adapter_seed, dropout_seed = seeds
-        self.adapter_seed = int(adapter_seed.generate_state(1)[0])
-        self.dropout_seed = int(dropout_seed.generate_state(1)[0])
         self.rng_batches = np.random.default_rng(batch_seed)
         self.rng_self_training = np.random.default_rng(self_seed)
         self.rng_views = np.random.default_rng(view_seed)
@@ -613,8 +510,21 @@ class NanoNetTrainer:
         )
         for s in self.students:
             cohort.make_optimizer(s, tc.steps + distill_steps, tc.lr_bias, tc.lr_head, mc.peft, tc)
-        self._open_teacher_depth()
-        self.pair_opt = self._pair_optimizer()
+        self.depth = TeacherDepth(
+            self.teacher,
+            mc,
+            tc,
+            self.teacher_cut,
+            int(adapter_seed.generate_state(1)[0]),
+            int(dropout_seed.generate_state(1)[0]),
+            self.device,
+        )
+        saved = self.resumed.get("teacher_stage1") if self.resumed is not None else None
+        if self._runs("contrastive"):
+            self.depth.open(saved)  # a run resumed within stage 1: the draws it finished
+        else:
+            self.depth.reopen_folded(saved or [])
+        self.pair_opt = pair_optimizer(self.teacher.model, tc)
         log_parameters([self.teacher, *self.students])
         self.teacher.model.eval()  # no dropout: see cohort.build_teacher
         self.cache = None  # built after stage 1, which may train the bottom layers too
@@ -632,9 +542,14 @@ class NanoNetTrainer:
         stage1 = self._runs("contrastive")
         if stage1:
             self._phase("teacher contrastive stage")
-            with self._stage1_dropout():
+            saved_rng = self.resumed.get("stage1_rng") if self.resumed is not None else None
+            within = saved_rng is not None and self.resume_at is not None
+            with self.depth.dropout(saved_rng if within else None):
                 self.teacher_contrastive_stage(self.pair_opt)
-            self._close_teacher_depth()
+            if self.depth.is_open:
+                self.depth.close()
+                # Stage 1's optimiser held the adapters, which are gone now.
+                self.pair_opt = pair_optimizer(self.teacher.model, tc)
         if self.teacher_cut > 0:
             t = self.teacher
             self.cache = FrozenBottomCache(
@@ -740,19 +655,19 @@ class NanoNetTrainer:
         bar = tqdm(
             range(first, steps), desc=phase, total=steps, initial=first, disable=not self.progress
         )
-        self.in_loop = resumable
+        self.ctrl_c.in_stage = resumable
         try:
             for step in bar:
                 self._emit({"phase": phase, "step": step, **step_fn(step)}, bar)
                 if not resumable:
                     continue
-                if self.stop_requested:
+                if self.ctrl_c.requested:
                     self._checkpoint(phase, step + 1)
                     raise KeyboardInterrupt
                 if self.checkpoints is not None and self.checkpoints.due(step + 1):
                     self._checkpoint(phase, step + 1)
         finally:
-            self.in_loop = False
+            self.ctrl_c.in_stage = False
 
     def _next_labelled(self) -> list[int]:
         """The next labelled batch, this rank's share of it under torchrun."""
@@ -779,17 +694,6 @@ class NanoNetTrainer:
     def _checkpoint(self, stage: str, step: int) -> None:
         if self.checkpoints is None or not self.dist.is_main:  # the ranks' weights are equal
             return
-        members = []
-        for m in [self.teacher, *self.students]:
-            assert m.optimizer is not None and m.scheduler is not None
-            members.append(
-                {
-                    "params": trainable_state(m.model),
-                    "projection": trainable_state(m.projection) if m.projection else None,
-                    "optimizer": m.optimizer.state_dict(),
-                    "scheduler": m.scheduler.state_dict(),
-                }
-            )
         path = self.checkpoints.save(
             {
                 "position": [stage, step],
@@ -799,11 +703,11 @@ class NanoNetTrainer:
                 "config": self.cfg.to_dict(),
                 "students": self.student_specs,
                 "speed_screen": self.speed_screen,
-                "members": members,
+                "members": member_states([self.teacher, *self.students]),
                 "pair_optimizer": self.pair_opt.state_dict() if self.pair_opt else None,
                 "teacher_stage1": self.stage1_draws,
                 # Within stage 1, where its dropout masks' stream stands.
-                "stage1_rng": self._stage1_rng() if self.depth_open else None,
+                "stage1_rng": self.depth.rng_state() if self.depth.is_open else None,
                 "rngs": rng_states(self._rngs()),
                 "batches": {
                     "labelled": self.lab_iter.state(),
@@ -813,21 +717,8 @@ class NanoNetTrainer:
         )
         log.debug("checkpoint %s (%s, step %d)", path.name, stage, step)
 
-    def _stage1_rng(self) -> dict[str, torch.Tensor | None]:
-        cuda = self.device.type == "cuda"
-        return {
-            "cpu": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state(self.device) if cuda else None,
-        }
-
     def _restore(self, state: dict[str, Any]) -> None:
-        for m, saved in zip([self.teacher, *self.students], state["members"], strict=True):
-            assert m.optimizer is not None and m.scheduler is not None
-            load_trainable_state(m.model, saved["params"])
-            if m.projection is not None:
-                load_trainable_state(m.projection, saved["projection"])
-            m.optimizer.load_state_dict(saved["optimizer"])
-            m.scheduler.load_state_dict(saved["scheduler"])
+        load_member_states([self.teacher, *self.students], state["members"])
         if self.pair_opt is not None:
             self.pair_opt.load_state_dict(state["pair_optimizer"])
         load_rng_states(self._rngs(), state["rngs"])
@@ -838,33 +729,6 @@ class NanoNetTrainer:
         self.started = time.perf_counter() - float(state["elapsed"])
         stage, step = state["position"]
         log.info("resuming at %s, step %d (%.0f s into the run)", stage, step, state["elapsed"])
-
-    @contextmanager
-    def _stop_on_ctrl_c(self) -> Iterator[None]:
-        """With checkpoints, a first Ctrl-C during a stage finishes the step, writes a
-        checkpoint and stops (KeyboardInterrupt); a second one, or one outside a stage, stops
-        at once, leaving the last checkpoint."""
-        # Under torchrun ranks would finish different steps and wait on each other forever:
-        # there Ctrl-C stops at once, leaving the last checkpoint.
-        if (
-            self.checkpoints is None
-            or self.dist.enabled
-            or threading.current_thread() is not threading.main_thread()
-        ):
-            yield
-            return
-
-        def on_sigint(signum: int, frame: Any) -> None:
-            if self.stop_requested or not self.in_loop:
-                raise KeyboardInterrupt
-            self.stop_requested = True
-            log.warning("stopping after this step to write a checkpoint (Ctrl-C again: at once)")
-
-        previous = signal.signal(signal.SIGINT, on_sigint)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
 
     def _cache_targets(self) -> None:
         """The adapted teacher's outputs for the pool, each computed once, when a batch first
@@ -882,8 +746,10 @@ class NanoNetTrainer:
             keep_vectors=tc.embed_kd_weight > 0,
         )
         if tc.engine == "ray":
+            from nanonet.train.ray_targets import fill_targets_on_ray
+
             self._free_bottom_cache()  # the actors read texts whole
-            self._targets_on_ray(splits)
+            fill_targets_on_ray(self.targets, t, list(splits), tc)
 
     def _free_bottom_cache(self) -> None:
         """The teacher has stopped training and its pool targets exist: the frozen-bottom
@@ -891,36 +757,6 @@ class NanoNetTrainer:
         if self.cache is not None:
             self.cache.clear()
             self.cache = None
-
-    def _targets_on_ray(self, splits: dict[str, list[int]]) -> None:
-        """Every pool text's targets at once, read by the teacher on a Ray actor pool."""
-        from nanonet.train.ray_targets import teacher_outputs_on_ray
-
-        tc, t = self.cfg.train, self.teacher
-        assert self.targets is not None
-        names = list(splits)  # one pass over all of them: starting Ray takes seconds
-        ids = [x for split in names for x in t.ids[split]]
-        self._phase(f"the teacher reads {len(ids)} texts on Ray ({tc.ray_workers} workers)")
-        logits, vectors = teacher_outputs_on_ray(
-            t.model,
-            ids,
-            t.pad_id,
-            tc.eval_batch_size,
-            self.targets.keep_vectors,
-            tc.ray_workers,
-            tc.ray_address,
-        )
-        start = 0
-        for split in names:
-            end = start + len(t.ids[split])
-            part = torch.from_numpy(logits[start:end]).to(self.device)
-            pooled = (
-                torch.from_numpy(vectors[start:end]).to(self.device)
-                if vectors is not None
-                else None
-            )
-            self.targets.put(split, part, pooled)
-            start = end
 
     def _batch_sizes(self) -> tuple[int, int]:
         tc = self.cfg.train
