@@ -461,3 +461,24 @@ def test_stored_runs_stay_current_through_comment_and_docstring_edits(tmp_path: 
     code.write_text('def step(x):\n    """Twice x."""\n    return 3 * x\n', encoding="utf-8")
     assert current_code([commit], tmp_path) == {commit: False}
     assert current_code(["0" * 40], tmp_path) == {"0" * 40: None}  # not in this repository
+
+
+def test_the_nanonet_method_on_a_tiny_task_records_its_labels_per_class(
+    tmp_path: Path, tiny_mpnet: Path
+) -> None:
+    task = _task()
+    task.labelled_labels = [0] * 14 + [1] * 6  # uneven, as suggested picks may be
+    overrides = [
+        f"model.teacher={tiny_mpnet}",
+        "model.students=[teacher:0]",
+        "model.teacher_trainable_layers=2",
+        "model.min_speedup=null",
+        "train.steps=2",
+        "train.teacher_warmup_steps=1",
+        "train.teacher_contrastive_steps=1",
+        "train.distill_epochs=0.2",
+    ]
+    settings = {**_defaults("nanonet"), "overrides": overrides}
+    trained = get_method("nanonet")(task, settings, _ctx(tmp_path))
+    assert trained.details["labelled_per_class"] == {"neg": 14, "pos": 6}
+    assert len(trained.predict(task.test_texts)) == len(task.test_texts)

@@ -8,6 +8,7 @@ from.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from nanonet.models.model_folder import RUN_CONFIG_FILE
 from nanonet.train.config import RunConfig
 from nanonet.train.run import load_task
 from nanonet.train.trainer import NanoNetTrainer
+
+log = logging.getLogger("nanonet.bench")
 
 
 def run_config(task: Task, settings: dict[str, Any], ctx: RunContext) -> RunConfig:
@@ -46,6 +49,8 @@ def fit(task: Task, settings: dict[str, Any], ctx: RunContext) -> Trained:
         task = full
     if settings.get("label_selection") == "suggest":
         task = suggested_labels(task, cfg.train.seed)
+        # The harness logged the random draw's counts before this swap.
+        log.info("training on the suggested labels: %s", task.summary()["labelled_per_class"])
     trainer = NanoNetTrainer(task, cfg, progress=False)
     result = trainer.train()
     kept = result.classifier
@@ -86,6 +91,8 @@ def fit(task: Task, settings: dict[str, Any], ctx: RunContext) -> Trained:
             "speed_screen": result.report["speed_screen"],
             "overrides": list(settings["overrides"]),
             "unlabelled_examples": summary["unlabelled_examples"],
+            # What the run learnt from, per class (uneven where `suggest` picked the labels).
+            "labelled_per_class": task.summary()["labelled_per_class"],
             # NanoNet's own clock stops before choosing the kept student; the table uses the
             # harness's wall clock around the whole fit, the same for every method.
             "trainer_train_seconds": round(float(result.report["train_seconds"]), 1),
