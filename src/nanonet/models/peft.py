@@ -97,6 +97,15 @@ def merge_lora(module: nn.Module) -> None:
                 setattr(parent, name, child.merged())
 
 
+def drop_lora(module: nn.Module) -> None:
+    """Put the base layers back in place of their adapters, whose update is discarded: for
+    adapters whose update was already folded into the base weights by the caller."""
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, LoRALinear):
+                setattr(parent, name, child.base)
+
+
 def _layer_index(name: str) -> int | None:
     match = _LAYER_RE.search(name)
     return int(match.group(1)) if match else None

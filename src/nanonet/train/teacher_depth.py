@@ -17,7 +17,7 @@ import torch
 
 from nanonet.models.device import device_of
 from nanonet.models.encoder import EncoderClassifier
-from nanonet.models.peft import LoRALinear, apply_lora, merge_lora, set_trainable
+from nanonet.models.peft import LoRALinear, apply_lora, drop_lora, set_trainable
 from nanonet.train.checkpoint import load_trainable_state
 from nanonet.train.cohort import Member
 from nanonet.train.config import ModelConfig, TrainConfig
@@ -71,13 +71,11 @@ def close_teacher_depth(
                     d[f"{name}.lora_b"].to(module.lora_b) @ d[f"{name}.lora_a"].to(module.lora_a)
                     for d in draws
                 )
-                module.lora_a.zero_()
-                module.lora_b.zero_()
                 module.base.weight += (delta / k) * module.scale
         for name in draws[0]:
             if not name.endswith((".lora_a", ".lora_b")):
                 params[name].copy_(sum(d[name] for d in draws).to(params[name]) / k)
-    merge_lora(model.backbone)
+    drop_lora(model.backbone)  # their mean update is in the weights now
     set_trainable(model, mc.teacher_peft, cut)
     still = {n for n, p in model.named_parameters() if p.requires_grad}
     return sum(v.numel() for n, v in draws[0].items() if n not in still)
