@@ -482,3 +482,24 @@ def test_the_nanonet_method_on_a_tiny_task_records_its_labels_per_class(
     trained = get_method("nanonet")(task, settings, _ctx(tmp_path))
     assert trained.details["labelled_per_class"] == {"neg": 14, "pos": 6}
     assert len(trained.predict(task.test_texts)) == len(task.test_texts)
+
+
+def test_results_dir_replaces_the_configs_folder_report_and_plots(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path = _config(tmp_path, [{"name": "tfidf", "kind": "tfidf"}], seeds=[0])
+    cfg = load_bench_config(path)
+    trial = tmp_path / "trial"
+    runs = expand_runs(cfg, "rotten_tomatoes")
+    write_json_atomic(result_path(trial, runs[0]), _ok(runs[0], 0.7))
+    assert bench_main(str(path), dry_run=True, results_dir=str(trial)) == 0
+    out = capsys.readouterr().out
+    assert f"results in {trial}/" in out
+    assert "rotten_tomatoes / tfidf / seed 0: skipped, already stored" in out
+    assert "bbc_news / tfidf / seed 0: would run" in out
+    assert bench_main(str(path), "bbc_news", results_dir=str(trial), dry_run=True) == 0
+    capsys.readouterr()
+    assert not (tmp_path / "results").exists()  # the config's folder is left alone
+    (tmp_path / "file").write_text("x")
+    assert bench_main(str(path), results_dir=str(tmp_path / "file")) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err

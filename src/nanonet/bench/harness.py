@@ -8,6 +8,7 @@ silently dropped. Logs go to `<results_dir>/logs/`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import signal
@@ -136,14 +137,25 @@ def bench_main(
     dry_run: bool = False,
     report: bool = True,
     device: str = "auto",
+    results_dir: str | None = None,
 ) -> int:
     """Run a benchmark config; the entry point behind `nanonet bench` and `make bench`.
+
+    `results_dir` replaces the config's results folder, and the report and plots go inside
+    it (`RESULTS.md`, `plots/`): a trial sitting that leaves the stored table alone.
 
     Returns 0 when every run of this invocation is "ok" (or was already stored), 1 when one
     crashed, timed out or was unavailable, 2 for a bad config or filter.
     """
     try:
         cfg = load_bench_config(config_path)
+        if results_dir is not None:
+            where = Path(results_dir)
+            if where.exists() and not where.is_dir():
+                raise NanoNetError(f"--results-dir {where} is a file, not a folder.")
+            cfg = dataclasses.replace(
+                cfg, results_dir=where, report=where / "RESULTS.md", plots_dir=where / "plots"
+            )
         runs = expand_runs(cfg, only_dataset, only_method, only_seed)
         target = str(resolve_device(device))
     except NanoNetError as exc:
@@ -206,6 +218,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dry-run", action="store_true", help="list what would run")
     parser.add_argument("--no-report", action="store_true", help="do not regenerate the report")
+    parser.add_argument(
+        "--results-dir",
+        help="store results (and the report, plots) in this folder instead of the config's",
+    )
     add_device_argument(parser)
 
 
@@ -220,6 +236,7 @@ def bench_from_args(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         report=not args.no_report,
         device=args.device,
+        results_dir=args.results_dir,
     )
 
 
