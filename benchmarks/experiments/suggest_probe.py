@@ -125,6 +125,36 @@ def second_round(
     return out + extra[: n - len(out)]
 
 
+def evened_cover(
+    x: np.ndarray, cands: list[int], label, n: int, k: int, seed: int, fill: bool
+) -> list[int]:
+    """seqF / hyb: the first n/2 of `cands` (cluster centres, largest first) are labelled at
+    once; a class-balanced probe on them keeps the rest in order while the class counts stay
+    even; with `fill`, a class still short gets a cover inside its guessed members."""
+    idx = cands[: n // 2]
+    ys0 = [label(i) for i in idx]
+    rest = cands[n // 2 :]
+    if len(set(ys0)) < 2:
+        return (idx + rest)[:n]
+    clf = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(x[idx], ys0)
+    counts = np.bincount(ys0, minlength=k)
+    want = np.zeros(k, dtype=int)
+    for _ in range(n - len(idx)):
+        want[int(np.argmin(counts + want))] += 1
+    for i, c in zip(rest, clf.predict(x[rest]), strict=True):
+        if want[c] > 0:
+            idx.append(i)
+            want[c] -= 1
+    if fill:
+        guess = clf.predict(x)
+        for c in range(k):
+            if want[c] > 0:
+                members = np.setdiff1d(np.flatnonzero(guess == c), idx)
+                if len(members) >= want[c]:
+                    idx += [int(members[j]) for j, _ in cover(x[members], int(want[c]), seed + c)]
+    return idx + [i for i in rest if i not in idx][: n - len(idx)]
+
+
 def pick(rule: str, task, seed: int) -> tuple[list[str], list[int]]:
     cand = [*task.labelled_texts, *task.unlabelled_texts]
     n = len(task.labelled_texts)
@@ -145,55 +175,13 @@ def pick(rule: str, task, seed: int) -> tuple[list[str], list[int]]:
         idx = typical(x, n, seed)
     elif rule == "names":
         idx = by_names(x, task.label_names, n, seed)
-    elif rule.startswith("seq"):  # one cover of f*n clusters; half now, the rest evened by a probe
+    elif rule.startswith(("seq", "hyb")):
         truth0 = dict(zip(task.labelled_texts, task.labelled_labels, strict=True)) | SPLIT_TRUTH
-        f = int(rule[3])
-        k = len(task.label_names)
+        f = int(rule[3]) if rule.startswith("seq") else 1
         cands = [i for i, _ in cover(x, f * n, seed)]
-        idx = cands[: n // 2]
-        ys0 = [truth0[cand[i]] for i in idx]
-        rest = cands[n // 2 :]
-        if len(set(ys0)) < 2:
-            idx += rest[: n - len(idx)]
-        else:
-            clf = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(x[idx], ys0)
-            counts = np.bincount(ys0, minlength=k)
-            want = np.zeros(k, dtype=int)
-            for _ in range(n - len(idx)):
-                want[int(np.argmin(counts + want))] += 1
-            for i, c in zip(rest, clf.predict(x[rest]), strict=True):
-                if want[c] > 0:
-                    idx.append(i)
-                    want[c] -= 1
-            idx += [i for i in rest if i not in idx][: n - len(idx)]
-    elif rule.startswith("hyb"):  # cover(n); half now; the rest of it evened, deficits by class
-        truth0 = dict(zip(task.labelled_texts, task.labelled_labels, strict=True)) | SPLIT_TRUTH
-        k = len(task.label_names)
-        cands = [i for i, _ in cover(x, n, seed)]
-        idx = cands[: n // 2]
-        ys0 = [truth0[cand[i]] for i in idx]
-        rest = cands[n // 2 :]
-        if len(set(ys0)) < 2:
-            idx += rest
-        else:
-            clf = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(x[idx], ys0)
-            counts = np.bincount(ys0, minlength=k)
-            want = np.zeros(k, dtype=int)
-            for _ in range(n - len(idx)):
-                want[int(np.argmin(counts + want))] += 1
-            for i, c in zip(rest, clf.predict(x[rest]), strict=True):
-                if want[c] > 0:
-                    idx.append(i)
-                    want[c] -= 1
-            guess = clf.predict(x)
-            for c in range(k):
-                if want[c] > 0:
-                    members = np.setdiff1d(np.flatnonzero(guess == c), idx)
-                    if len(members) >= want[c]:
-                        idx += [
-                            int(members[j]) for j, _ in cover(x[members], int(want[c]), seed + c)
-                        ]
-            idx += [i for i in rest if i not in idx][: n - len(idx)]
+        idx = evened_cover(
+            x, cands, lambda i: truth0[cand[i]], n, len(task.label_names), seed, rule == "hyb"
+        )
     elif rule.startswith("round"):  # roundRdoubt / roundReven: R rounds, the first a cover
         truth0 = dict(zip(task.labelled_texts, task.labelled_labels, strict=True)) | SPLIT_TRUTH
         rounds, how = int(rule[5]), rule[6:]
