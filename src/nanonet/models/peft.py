@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -91,19 +92,20 @@ def apply_lora(
 
 def merge_lora(module: nn.Module) -> None:
     """Fold adapters into plain Linear layers, so a saved model is a standard checkpoint."""
-    for parent in list(module.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, LoRALinear):
-                setattr(parent, name, child.merged())
+    _replace_lora(module, LoRALinear.merged)
 
 
 def drop_lora(module: nn.Module) -> None:
     """Put the base layers back in place of their adapters, whose update is discarded: for
     adapters whose update was already folded into the base weights by the caller."""
+    _replace_lora(module, lambda adapter: adapter.base)
+
+
+def _replace_lora(module: nn.Module, plain: Callable[[LoRALinear], nn.Linear]) -> None:
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, LoRALinear):
-                setattr(parent, name, child.base)
+                setattr(parent, name, plain(child))
 
 
 def _layer_index(name: str) -> int | None:

@@ -140,7 +140,6 @@ def fill_targets_on_ray(
     """Every text of `splits` gets its targets at once, read by `teacher` on a Ray actor
     pool (one pass over all of them: starting Ray takes seconds)."""
     ids = [x for split in splits for x in teacher.ids[split]]
-    log.info("the teacher reads %d texts on Ray (%d workers)", len(ids), tc.ray_workers)
     logits, vectors = teacher_outputs_on_ray(
         teacher.model,
         ids,

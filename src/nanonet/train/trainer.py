@@ -749,6 +749,8 @@ class NanoNetTrainer:
             from nanonet.train.ray_targets import fill_targets_on_ray
 
             self._free_bottom_cache()  # the actors read texts whole
+            n = sum(len(t.ids[split]) for split in splits)
+            self._phase(f"the teacher reads {n} texts on Ray ({tc.ray_workers} workers)")
             fill_targets_on_ray(self.targets, t, list(splits), tc)
 
     def _free_bottom_cache(self) -> None:
