@@ -11,6 +11,7 @@ the dataset's length.
         python benchmarks/experiments/teacher_read_length.py SEEDS [section.key=value ...]
 """
 
+import logging
 import sys
 
 import numpy as np
@@ -23,6 +24,8 @@ from nanonet.train.trainer import NanoNetTrainer
 seeds = [int(s) for s in sys.argv[1].split(",")]
 overrides = sys.argv[2:]
 torch.set_num_threads(2)
+# The trainer's phase marks say where the run's time went.
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 for seed in seeds:
     task = dev_task(seed, 1000, 5000)
     trainer = NanoNetTrainer(task, run_config(seed, 2, overrides), progress=False)
