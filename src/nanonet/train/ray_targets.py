@@ -12,7 +12,6 @@ students then train from this cache exactly as in a local run.
 from __future__ import annotations
 
 import copy
-import logging
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -29,8 +28,6 @@ if TYPE_CHECKING:
     from nanonet.train.cohort import Member
     from nanonet.train.config import TrainConfig
     from nanonet.train.teacher_cache import TeacherTargets
-
-log = logging.getLogger("nanonet")
 
 
 class _TeacherReader:
