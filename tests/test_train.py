@@ -695,6 +695,7 @@ def test_embedding_loss_is_zero_for_the_teacher_itself_and_positive_otherwise() 
         ("train.kd_loss", "js", "train.kd_loss must be one of kl, mse"),
         ("model.peft", "adapters", "model.peft must be one of bitfit"),
         ("train.distill_epochs", -1, "train.distill_epochs must be at least 0"),
+        ("train.distill_max_tokens", 0, "train.distill_max_tokens must be at least 1"),
         ("train.views", ["blur"], "Unknown view 'blur'"),
         ("model.students", [], "model.students is empty"),
     ],
@@ -706,6 +707,29 @@ def test_every_setting_is_checked_before_anything_loads(key: str, value, words: 
     setattr(getattr(cfg, section), name, value)
     with pytest.raises(NanoNetError, match=words):
         NanoNetTrainer(_task(), cfg, progress=False)
+
+
+def test_distill_max_tokens_ends_stage_4_once_the_students_have_read_that_many(
+    tiny_mpnet: Path,
+) -> None:
+    # Uncapped, 2 epochs of the 40 training pool texts in batches of 8 are 10 steps.
+    cfg = _config(tiny_mpnet, ["teacher:0"], distill_epochs=2.0, unlabeled_batch_size=8, steps=2)
+    cfg.train.distill_max_tokens = 150
+    trainer = NanoNetTrainer(_task(), cfg, progress=False)
+    read: list[int] = []
+    real_step = trainer.distill_step
+
+    def spy(lab: list[int], unl: list[int]) -> dict[str, float]:
+        ids = trainer.teacher.ids["unlabelled"]
+        read.append(sum(min(len(ids[i]), trainer.train_length) for i in unl))
+        return real_step(lab, unl)
+
+    trainer.distill_step = spy  # type: ignore[method-assign]
+    result = trainer.train()
+    assert 1 < len(read) == result.report["distill_steps"] < 10
+    # Counted on the pool's mean length, so the batches drawn may read a little more or less.
+    per_step = sum(read) / len(read)
+    assert (len(read) - 1) * per_step < 150 * 1.5 and len(read) * per_step > 150 / 1.5
 
 
 def test_distill_stage_trains_students_only_from_the_cached_teacher(tiny_mpnet: Path) -> None:

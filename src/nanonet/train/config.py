@@ -128,6 +128,9 @@ class TrainConfig:
     # 3: +1.9 points for teacher:bottom1 and +1.9 for MiniLM-L3 on the rotten_tomatoes dev
     # split (seed 0), the largest gain any lever gave (benchmarks/EXPERIMENTS.md).
     distill_epochs: float = 3.0
+    # Stage 4 stops once each student has read this many tokens of the pool (at the training
+    # read length), however many passes that is. None: all distill_epochs passes.
+    distill_max_tokens: int | None = None
     use_teacher: bool = True  # False: students learn from labels and each other only
     mutual_weight: float = 1.0  # 0 disables mutual learning
     rampup_fraction: float = 0.2
@@ -239,6 +242,7 @@ class RunConfig:
             ("train.embed_kd_weight", t.embed_kd_weight, 0.0),
             ("train.mutual_weight", t.mutual_weight, 0.0),
             ("train.distill_epochs", t.distill_epochs, 0.0),
+            ("train.distill_max_tokens", t.distill_max_tokens, 1),
             ("train.view_rate", t.view_rate, 0.0),
             ("train.teacher_pseudo_per_class", t.teacher_pseudo_per_class, 0),
             ("train.selection_tolerance", t.selection_tolerance, 0.0),

@@ -10,7 +10,7 @@ Read it next to `shared/docs/method.md`. A run has four stages:
    teacher (logits and sentence vectors) and its peers (mutual learning), each on its own view;
 4. `distill_step`: the adapted teacher's outputs for the pool are computed once each (when a
    batch first needs them) and the students take further passes over the pool against them
-   (`train.distill_epochs`).
+   (`train.distill_epochs`, at most `train.distill_max_tokens` tokens per student).
 Building the models (`cohort.py`), the teacher's adapters during stage 1 (`teacher_depth.py`),
 its caches (`teacher_cache.py`), checkpoints (`checkpoint.py`), the choice of the kept student
 (`selection.py`) and the report (`run_report.py`) live beside this file.
@@ -496,9 +496,7 @@ class NanoNetTrainer:
         self.class_weight = self._class_weights(self.task.labelled_labels)
         self._build_cohort()
         lab_bs, unl_bs = self._batch_sizes()
-        distill_steps = 0
-        if self.unlabelled and tc.use_teacher:
-            distill_steps = math.ceil(tc.distill_epochs * len(self.unlabelled) / unl_bs)
+        distill_steps = self._distill_steps(unl_bs)
         self_training = bool(tc.teacher_pseudo_per_class and self.unlabelled)
         cohort.make_optimizer(
             self.teacher,
@@ -775,6 +773,21 @@ class NanoNetTrainer:
             unl,
         )
         return lab, unl
+
+    def _distill_steps(self, unl_bs: int) -> int:
+        """Stage 4's length: `train.distill_epochs` passes over the pool, cut where each
+        student has read `train.distill_max_tokens` tokens of it. Long texts fill every
+        batch to the read length, so epochs alone cost a pool of e-mails several times what
+        they cost a pool of reviews."""
+        tc = self.cfg.train
+        if not (self.unlabelled and tc.use_teacher):
+            return 0
+        steps = math.ceil(tc.distill_epochs * len(self.unlabelled) / unl_bs)
+        if tc.distill_max_tokens:
+            ids = self.teacher.ids["unlabelled"]
+            per_text = float(np.mean([min(len(x), self.train_length) for x in ids]))
+            steps = min(steps, math.ceil(tc.distill_max_tokens / (per_text * unl_bs)))
+        return steps
 
     def _class_weights(self, labels: list[int]) -> torch.Tensor | None:
         """Weights for the supervised losses under train.balance_classes (None: unweighted)."""
