@@ -130,7 +130,7 @@ class TrainConfig:
     distill_epochs: float = 3.0
     # Stage 4 stops once each student has read this many tokens of the pool (at the training
     # read length), however many passes that is. On the 20newsgroups dev split (seed 0) the
-    # students gained nothing past 360,000 tokens of a 545,000-token stage 4; the protocol's
+    # students gained nothing past 360,000 tokens of a 518,000-token stage 4; the protocol's
     # three passes read 1.36 M there, 0.51 M on bbc_news and 0.32 M on rotten_tomatoes (left
     # whole). None: all distill_epochs passes.
     distill_max_tokens: int | None = 400_000
