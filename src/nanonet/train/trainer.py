@@ -495,8 +495,8 @@ class NanoNetTrainer:
         self.y = torch.tensor(self.task.labelled_labels, dtype=torch.long, device=self.device)
         self.class_weight = self._class_weights(self.task.labelled_labels)
         self._build_cohort()
-        lab_bs, unl_bs = self._batch_sizes()
-        distill_steps = self._distill_steps(unl_bs)
+        lab_bs, unl_bs, mean_len = self._batch_sizes()
+        distill_steps = self._distill_steps(unl_bs, mean_len)
         self_training = bool(tc.teacher_pseudo_per_class and self.unlabelled)
         cohort.make_optimizer(
             self.teacher,
@@ -758,7 +758,9 @@ class NanoNetTrainer:
             self.cache.clear()
             self.cache = None
 
-    def _batch_sizes(self) -> tuple[int, int]:
+    def _batch_sizes(self) -> tuple[int, int, float]:
+        """Labelled and unlabelled batch sizes, and the mean length (in tokens, at the
+        training read length) of the texts they were sized for."""
         tc = self.cfg.train
         ids = self.teacher.ids["unlabelled"] or self.teacher.ids["labelled"]
         mean_len = float(np.mean([len(x) for x in ids]))
@@ -772,9 +774,9 @@ class NanoNetTrainer:
             lab,
             unl,
         )
-        return lab, unl
+        return lab, unl, mean_len
 
-    def _distill_steps(self, unl_bs: int) -> int:
+    def _distill_steps(self, unl_bs: int, mean_len: float) -> int:
         """Stage 4's length: `train.distill_epochs` passes over the pool, cut where each
         student has read `train.distill_max_tokens` tokens of it. Long texts fill every
         batch to the read length, so epochs alone cost a pool of e-mails several times what
@@ -784,9 +786,7 @@ class NanoNetTrainer:
             return 0
         steps = math.ceil(tc.distill_epochs * len(self.unlabelled) / unl_bs)
         if tc.distill_max_tokens:
-            ids = self.teacher.ids["unlabelled"]
-            per_text = float(np.mean([min(len(x), self.train_length) for x in ids]))
-            steps = min(steps, math.ceil(tc.distill_max_tokens / (per_text * unl_bs)))
+            steps = min(steps, math.ceil(tc.distill_max_tokens / (mean_len * unl_bs)))
         return steps
 
     def _class_weights(self, labels: list[int]) -> torch.Tensor | None:
