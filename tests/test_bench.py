@@ -16,6 +16,7 @@ from nanonet.bench.config import RunSpec, expand_runs, load_bench_config, parse_
 from nanonet.bench.harness import bench_main, run_isolated
 from nanonet.bench.measure import folder_size_mb, score, throughput_sample
 from nanonet.bench.methods import RunContext, get_method
+from nanonet.bench.methods.nanonet_method import TEACHER_SCORE_BATCH
 from nanonet.bench.report import fmt_mean_std, pareto_front, write_report
 from nanonet.bench.results import (
     base_record,
@@ -26,6 +27,7 @@ from nanonet.bench.results import (
 )
 from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
+from nanonet.models.classifier import NanoNetClassifier
 from nanonet.models.speed import docs_per_second
 
 REPO = Path(__file__).resolve().parent.parent
@@ -464,7 +466,7 @@ def test_stored_runs_stay_current_through_comment_and_docstring_edits(tmp_path: 
 
 
 def test_the_nanonet_method_on_a_tiny_task_records_its_labels_per_class(
-    tmp_path: Path, tiny_mpnet: Path
+    tmp_path: Path, tiny_mpnet: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     task = _task()
     task.labelled_labels = [0] * 14 + [1] * 6  # uneven, as suggested picks may be
@@ -478,10 +480,28 @@ def test_the_nanonet_method_on_a_tiny_task_records_its_labels_per_class(
         "train.teacher_contrastive_steps=1",
         "train.distill_epochs=0.2",
     ]
-    settings = {**_defaults("nanonet"), "overrides": overrides}
+    settings = {**_defaults("nanonet"), "overrides": overrides, "score_teacher": True}
     trained = get_method("nanonet")(task, settings, _ctx(tmp_path))
     assert trained.details["labelled_per_class"] == {"neg": 14, "pos": 6}
     assert len(trained.predict(task.test_texts)) == len(task.test_texts)
+
+    # Students are timed through their predictor at the protocol's batch; the teacher, only
+    # scored, reads smaller batches (its batch of long texts was a run's memory peak).
+    batches: list[int] = []
+    real = NanoNetClassifier.predict_logits
+
+    def spy(self: NanoNetClassifier, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        batches.append(batch_size)
+        return real(self, texts, batch_size)
+
+    monkeypatch.setattr(NanoNetClassifier, "predict_logits", spy)
+    read = {}
+    for m in trained.members:
+        batches.clear()
+        assert m.predict is not None
+        m.predict(task.test_texts)
+        read[m.role] = set(batches)
+    assert read == {"teacher": {TEACHER_SCORE_BATCH}, "student": {64}}
 
 
 def test_results_dir_replaces_the_configs_folder_report_and_plots(

@@ -10,6 +10,11 @@ variants: top4-bitfit | all-lora | all-lora-ffn | all-lora-avgK | setfit (steps/
 setfit). all-lora-avgK trains stage 1 K times (noise draws K*n .. K*n+K-1) and averages the K
 folded weight sets (a uniform soup: every draw starts from the same MPNet).
 NANONET_PROBE_ONLY=1 skips the stages 2-3 replay (a third of the time).
+NANONET_STAGE1_LEN=N: stage 1 reads the first N tokens of each labelled text (the run's
+`train.contrastive_max_length`); the probe still reads the dataset's length.
+NANONET_STAGE1_BATCH=B: stage 1 steps on batches drawn as the run draws them (`pair_batch`,
+`train.contrastive_batch_size`) instead of every labelled text at once.
+Labelled texts that fall in the dev split are left out of its score.
 """
 
 import copy
@@ -23,7 +28,7 @@ import torch.nn.functional as F
 from devsplit import splits, train_order
 from sklearn.linear_model import LogisticRegression
 
-from nanonet.data.batching import length_sorted_batches, pad_batch
+from nanonet.data.batching import length_sorted_batches, pad_batch, pair_batch
 from nanonet.data.budget import sample_budget
 from nanonet.models.assets import encoder_dir
 from nanonet.models.encoder import Backbone, EncoderClassifier, load_hf_encoder, mean_pool
@@ -34,11 +39,14 @@ from nanonet.models.peft import (
     merge_lora,
     set_trainable,
 )
+from nanonet.train.losses import pair_similarity_loss
 
 torch.set_num_threads(int(sys.argv[1]))
 SPECS = sys.argv[2]
 SEEDS = [int(s) for s in sys.argv[3].split(",")] if len(sys.argv) > 3 else [0, 1, 2]
 NOISE = [int(s) for s in sys.argv[4].split(",")] if len(sys.argv) > 4 else [0]
+STAGE1_LEN = int(os.environ.get("NANONET_STAGE1_LEN", "0")) or None
+STAGE1_BATCH = int(os.environ.get("NANONET_STAGE1_BATCH", "0")) or None
 sp = splits()
 dev = train_order(sp)[:1000]
 y = np.array(sp.train_labels)
@@ -65,7 +73,7 @@ def lr_acc(ptr, ytr, pdev):
     ptr = F.normalize(ptr, dim=-1).numpy()
     pdev = F.normalize(pdev, dim=-1).numpy()
     clf = LogisticRegression(max_iter=3000).fit(ptr, ytr)  # SetFit's head: C=1
-    return float((clf.predict(pdev) == y[dev]).mean())
+    return float((clf.predict(pdev) == y[dev])[scored].mean())
 
 
 def wrap_ffn(module, rank):
@@ -116,9 +124,10 @@ def stage1(variant, seed, steps, lr, rank, texts, labels, noise):
     else:
         set_trainable(m, "bitfit", first)
     tr, tot = count_parameters(m.backbone)
-    ids = ids_of(texts)
+    ids = [x[:STAGE1_LEN] if STAGE1_LEN else x for x in ids_of(texts)]
     yl = torch.tensor(labels)
     i, msk = pad_batch(ids, tok.pad_token_id)
+    rng = np.random.default_rng([seed, noise])
     params = [p for p in m.backbone.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     same = (yl[:, None] == yl[None, :]).float()
@@ -129,6 +138,14 @@ def stage1(variant, seed, steps, lr, rank, texts, labels, noise):
     # The pipeline's teacher has no dropout (its outputs are targets); SetFit trains with it.
     m.train(not variant.endswith("-nodrop"))
     for _ in range(steps):
+        if STAGE1_BATCH:
+            b = pair_batch(labels, STAGE1_BATCH, rng)
+            bi, bm = pad_batch([ids[j] for j in b], tok.pad_token_id)
+            loss = pair_similarity_loss(mean_pool(m.backbone(bi, bm), bm), yl[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            continue
         z = F.normalize(mean_pool(m.backbone(i, msk), msk), dim=-1)
         sim = (z @ z.T)[iu[0], iu[1]]
         loss = (w * (sim - pos) ** 2).sum()
@@ -197,6 +214,7 @@ def setfit_run(seed, texts, labels):
 
 
 dev_texts = [sp.train_texts[j] for j in dev]
+scored = np.ones(len(dev), dtype=bool)
 dev_ids = ids_of(dev_texts)
 for spec in SPECS.split(";"):
     variant, steps, lr, rank = spec.split(",")
@@ -204,6 +222,7 @@ for spec in SPECS.split(";"):
     accs, ces = [], []
     for seed, noise in [(s, n) for s in SEEDS for n in NOISE]:
         b = sample_budget(sp.train_labels, 10, seed)[0]
+        scored = ~np.isin(dev, b)
         texts = [sp.train_texts[j] for j in b]
         labels = [int(y[j]) for j in b]
         ce = float("nan")
