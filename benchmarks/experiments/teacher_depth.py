@@ -69,11 +69,16 @@ def embed_all(model, ids):
     return out
 
 
+def dev_acc(pred):
+    """Accuracy on the dev texts that are not among the label draw's (`scored`)."""
+    return float((np.asarray(pred) == y[dev])[scored].mean())
+
+
 def lr_acc(ptr, ytr, pdev):
     ptr = F.normalize(ptr, dim=-1).numpy()
     pdev = F.normalize(pdev, dim=-1).numpy()
     clf = LogisticRegression(max_iter=3000).fit(ptr, ytr)  # SetFit's head: C=1
-    return float((clf.predict(pdev) == y[dev])[scored].mean())
+    return dev_acc(clf.predict(pdev))
 
 
 def wrap_ffn(module, rank):
@@ -126,29 +131,17 @@ def stage1(variant, seed, steps, lr, rank, texts, labels, noise):
     tr, tot = count_parameters(m.backbone)
     ids = [x[:STAGE1_LEN] if STAGE1_LEN else x for x in ids_of(texts)]
     yl = torch.tensor(labels)
-    i, msk = pad_batch(ids, tok.pad_token_id)
     rng = np.random.default_rng([seed, noise])
+    every = list(range(len(ids)))
     params = [p for p in m.backbone.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    same = (yl[:, None] == yl[None, :]).float()
-    iu = torch.triu_indices(len(ids), len(ids), 1)
-    # Positives and negatives weighted equally, as stage 1 does.
-    pos = same[iu[0], iu[1]]
-    w = torch.where(pos > 0, 0.5 / pos.sum(), 0.5 / (1 - pos).sum())
     # The pipeline's teacher has no dropout (its outputs are targets); SetFit trains with it.
     m.train(not variant.endswith("-nodrop"))
     for _ in range(steps):
-        if STAGE1_BATCH:
-            b = pair_batch(labels, STAGE1_BATCH, rng)
-            bi, bm = pad_batch([ids[j] for j in b], tok.pad_token_id)
-            loss = pair_similarity_loss(mean_pool(m.backbone(bi, bm), bm), yl[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            continue
-        z = F.normalize(mean_pool(m.backbone(i, msk), msk), dim=-1)
-        sim = (z @ z.T)[iu[0], iu[1]]
-        loss = (w * (sim - pos) ** 2).sum()
+        b = pair_batch(labels, STAGE1_BATCH, rng) if STAGE1_BATCH else every
+        i, msk = pad_batch([ids[j] for j in b], tok.pad_token_id)
+        # The run's loss: positives and negatives weighted equally.
+        loss = pair_similarity_loss(mean_pool(m.backbone(i, msk), msk), yl[b])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -187,7 +180,7 @@ def ce_stages(m, ids, yl, seed, steps=240, batch=16):
                 for c in np.array_split(np.arange(len(dev_ids)), 16)
             ]
         )
-    return float((pred.numpy() == y[dev]).mean())
+    return dev_acc(pred.numpy())
 
 
 def setfit_run(seed, texts, labels):
@@ -210,11 +203,10 @@ def setfit_run(seed, texts, labels):
         model=model, args=args, train_dataset=Dataset.from_dict({"text": texts, "label": labels})
     ).train()
     pred = model.predict(dev_texts, as_numpy=True, use_labels=False)
-    return float((np.asarray(pred) == y[dev]).mean()), 1.0
+    return dev_acc(pred), 1.0
 
 
 dev_texts = [sp.train_texts[j] for j in dev]
-scored = np.ones(len(dev), dtype=bool)
 dev_ids = ids_of(dev_texts)
 for spec in SPECS.split(";"):
     variant, steps, lr, rank = spec.split(",")
