@@ -465,7 +465,7 @@ def test_stored_runs_stay_current_through_comment_and_docstring_edits(tmp_path: 
     assert current_code(["0" * 40], tmp_path) == {"0" * 40: None}  # not in this repository
 
 
-def test_the_nanonet_method_on_a_tiny_task_records_its_labels_per_class(
+def test_the_nanonet_method_records_labels_per_class_and_scores_the_teacher_in_small_batches(
     tmp_path: Path, tiny_mpnet: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     task = _task()
