@@ -16,7 +16,6 @@ from nanonet.bench.config import RunSpec, expand_runs, load_bench_config, parse_
 from nanonet.bench.harness import bench_main, run_isolated
 from nanonet.bench.measure import folder_size_mb, score, throughput_sample
 from nanonet.bench.methods import RunContext, get_method
-from nanonet.bench.methods.nanonet_method import TEACHER_SCORE_BATCH
 from nanonet.bench.report import fmt_mean_std, pareto_front, write_report
 from nanonet.bench.results import (
     base_record,
@@ -29,6 +28,7 @@ from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
 from nanonet.models.classifier import NanoNetClassifier
 from nanonet.models.speed import docs_per_second
+from nanonet.train.run_report import TEACHER_SCORE_BATCH
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -23,6 +23,7 @@ from nanonet.data.batching import (
 )
 from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
+from nanonet.models.classifier import NanoNetClassifier
 from nanonet.models.encoder import EncoderClassifier
 from nanonet.train import cohort, teacher_depth
 from nanonet.train import trainer as trainer_module
@@ -37,6 +38,7 @@ from nanonet.train.losses import (
     supervised_loss,
 )
 from nanonet.train.pseudo_labels import balanced_pseudo_labels
+from nanonet.train.run_report import TEACHER_SCORE_BATCH
 from nanonet.train.selection import choose_student
 from nanonet.train.trainer import NanoNetTrainer
 from nanonet.train.views import apply_view
@@ -389,12 +391,22 @@ def test_stage1_reads_only_the_opening_tokens_of_each_text(
     assert len(widths) == steps and max(widths) == 8  # ... and it read 8 tokens at most
 
 
-def test_nanonet_run_trains_only_what_it_should(tiny_mpnet: Path, tiny_bert: Path) -> None:
+def test_nanonet_run_trains_only_what_it_should(
+    tiny_mpnet: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = _config(tiny_mpnet, ["teacher:0,1", str(tiny_bert)])
     cfg.model.teacher_contrastive_peft = "top"
     trainer = NanoNetTrainer(_task(), cfg, progress=False)
     logs: list[dict] = []
     trainer.on_step = logs.append
+    scored: list[tuple[bool, int]] = []  # (is the teacher, batch) of each test-split scoring
+    real_predict = NanoNetClassifier.predict_logits
+
+    def spy(self: NanoNetClassifier, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        scored.append((self.model is trainer.teacher.model, batch_size))
+        return real_predict(self, texts, batch_size)
+
+    monkeypatch.setattr(NanoNetClassifier, "predict_logits", spy)
     result = trainer.train()
     # The teacher's frozen bottom (embeddings, layers 0-1 of 4) is exactly the pretrained one.
     moved = _moved_teacher_weights(trainer, tiny_mpnet)
@@ -413,6 +425,9 @@ def test_nanonet_run_trains_only_what_it_should(tiny_mpnet: Path, tiny_bert: Pat
     assert sum(m.get("kept", False) for m in report["members"]) == 1
     assert "test" in report["members"][1] and 0.0 <= report["summary"]["test_accuracy"] <= 1.0
     assert report["summary"]["selection_holdout"] == 10
+    # The report scores the teacher in smaller batches than the students (memory, not speed).
+    assert cfg.train.eval_batch_size > TEACHER_SCORE_BATCH
+    assert scored == [(True, TEACHER_SCORE_BATCH), (False, 64), (False, 64)]
     assert result.classifier.predict(["good movie"])[0] in ("neg", "pos")
 
 

@@ -21,11 +21,10 @@ from nanonet.models.classifier import NanoNetClassifier
 from nanonet.models.model_folder import RUN_CONFIG_FILE
 from nanonet.train.config import RunConfig
 from nanonet.train.run import load_task
+from nanonet.train.run_report import score_batch_size
 from nanonet.train.trainer import NanoNetTrainer
 
 log = logging.getLogger("nanonet.bench")
-
-TEACHER_SCORE_BATCH = 16  # texts per batch when the teacher is scored on the test split
 
 
 def run_config(task: Task, settings: dict[str, Any], ctx: RunContext) -> RunConfig:
@@ -67,7 +66,9 @@ def fit(task: Task, settings: dict[str, Any], ctx: RunContext) -> Trained:
             Member(
                 name=entry["name"],
                 role=entry["role"],
-                predict=_predictor(clf, _score_batch(entry["role"], ctx)) if scored else None,
+                predict=_predictor(clf, score_batch_size(entry["role"], ctx.batch_size))
+                if scored
+                else None,
                 trainable_params=entry["trainable_params"],
                 total_params=entry["total_params"],
                 info={k: entry[k] for k in ("kept", "selection_score") if k in entry},
@@ -122,15 +123,6 @@ def suggested_labels(task: Task, seed: int, encoder: str = "all-mpnet-base-v2") 
         labelled_labels=[truth[texts[i]] for i in picked],
         unlabelled_texts=[t for i, t in enumerate(texts) if i not in chosen],
     )
-
-
-def _score_batch(role: str, ctx: RunContext) -> int:
-    """Students are timed through their predictor, so they read at the protocol's batch. The
-    teacher is only scored (its speed is timed after the run's peak memory is read): scoring it at
-    64 texts of 256 tokens held 0.96 GB more for the batch alone, the peak of a 20newsgroups run
-    (6.4 GB, training 5.9); at 16 texts it holds 0.37 GB. The batch moves its scores by float
-    rounding only (padding differs)."""
-    return ctx.batch_size if role == "student" else min(ctx.batch_size, TEACHER_SCORE_BATCH)
 
 
 def _predictor(clf: NanoNetClassifier, batch_size: int) -> Callable[[list[str]], np.ndarray]:
