@@ -368,6 +368,7 @@ def test_stage1_reads_only_the_opening_tokens_of_each_text(
     tiny_mpnet: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = _config(tiny_mpnet, ["teacher:0"], contrastive_max_length=8)
+    cfg.train.contrastive_long_texts = True  # texts longer than it reads: run it all the same
     trainer = NanoNetTrainer(_task(), cfg, progress=False)
     inside, widths = [], []
     real_pad, real_stage = trainer_module.pad_batch, trainer.teacher_contrastive_stage
@@ -389,6 +390,30 @@ def test_stage1_reads_only_the_opening_tokens_of_each_text(
     assert longest > 8  # the texts are longer than what stage 1 reads ...
     steps = 3 * cfg.train.teacher_contrastive_draws
     assert len(widths) == steps and max(widths) == 8  # ... and it read 8 tokens at most
+    assert trainer.depth.draws and trainer.stage1_steps == 3
+
+
+def test_stage1_is_skipped_where_the_labelled_texts_are_longer_than_it_reads(
+    tiny_mpnet: Path,
+) -> None:
+    cfg = _config(tiny_mpnet, ["teacher:0"], contrastive_max_length=8)
+    trainer = NanoNetTrainer(_task(), cfg, progress=False)
+    logs: list[dict] = []
+    trainer.on_step = logs.append
+    result = trainer.train()
+    lengths = [len(x) for x in trainer.teacher.ids["labelled"]]
+    assert np.median(lengths) > 8
+    assert not any(entry["phase"] == "contrastive" for entry in logs)
+    assert result.report["teacher_contrastive_steps"] == 0
+    # No stage 1: below its trainable top layers the teacher is the pretrained one.
+    moved = _moved_teacher_weights(trainer, tiny_mpnet)
+    assert moved and not any("layer.0." in k or "layer.1." in k for k in moved)
+
+    # Texts no longer than what stage 1 reads: it runs.
+    cfg = _config(tiny_mpnet, ["teacher:0"], contrastive_max_length=max(lengths))
+    trainer = NanoNetTrainer(_task(), cfg, progress=False)
+    assert trainer.train().report["teacher_contrastive_steps"] == 3
+    assert any("layer.0." in k for k in _moved_teacher_weights(trainer, tiny_mpnet))
 
 
 def test_nanonet_run_trains_only_what_it_should(

@@ -99,12 +99,15 @@ def redo_teacher_depth(
     return close_teacher_depth(model, mc, cut, draws)
 
 
-def pair_optimizer(model: EncoderClassifier, tc: TrainConfig) -> torch.optim.Optimizer | None:
-    """Stage 1's optimiser: the teacher's trainable weights below its head."""
+def pair_optimizer(
+    model: EncoderClassifier, tc: TrainConfig, steps: int
+) -> torch.optim.Optimizer | None:
+    """Stage 1's optimiser: the teacher's trainable weights below its head (None when stage 1
+    takes no `steps`)."""
     params = [
         p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")
     ]
-    if tc.teacher_contrastive_steps == 0 or not params:
+    if steps == 0 or not params:
         return None
     return torch.optim.AdamW(params, lr=tc.teacher_contrastive_lr, weight_decay=0.0)
 
@@ -117,13 +120,14 @@ class TeacherDepth:
         self,
         teacher: Member,
         mc: ModelConfig,
-        tc: TrainConfig,
         cut: int,
+        steps: int,
         adapter_seed: int,
         dropout_seed: int,
         device: torch.device,
     ) -> None:
-        self.teacher, self.mc, self.tc, self.cut = teacher, mc, tc, cut
+        """`steps`: stage 1's steps per draw in this run (0: no stage 1)."""
+        self.teacher, self.mc, self.cut, self.steps = teacher, mc, cut, steps
         self.adapter_seed, self.dropout_seed, self.device = adapter_seed, dropout_seed, device
         self.draws: list[dict[str, torch.Tensor]] = []
         self.start: dict[str, torch.Tensor] = {}
@@ -131,9 +135,7 @@ class TeacherDepth:
 
     @property
     def wanted(self) -> bool:
-        return (
-            self.mc.teacher_contrastive_peft == "lora-all" and self.tc.teacher_contrastive_steps > 0
-        )
+        return self.mc.teacher_contrastive_peft == "lora-all" and self.steps > 0
 
     def open(self, saved: list[dict[str, torch.Tensor]] | None) -> None:
         """Before stage 1: adapters in every teacher layer (`saved`: the draws a run resumed

@@ -282,7 +282,7 @@ class NanoNetTrainer:
         if opt is None or len(y) < 2:
             return
         labels = y.tolist()
-        steps = tc.teacher_contrastive_steps
+        steps = self.stage1_steps
         # Several draws (`train.teacher_contrastive_draws`), each `steps` long, their weights
         # averaged when stage 1 closes: one draw's noise swung the teacher by points.
         draws = tc.teacher_contrastive_draws if self.depth.is_open else 1
@@ -291,7 +291,7 @@ class NanoNetTrainer:
             nonlocal opt
             if i and i % steps == 0:
                 self.depth.next_draw(i // steps)
-                opt = self.pair_opt = pair_optimizer(self.teacher.model, tc)
+                opt = self.pair_opt = pair_optimizer(self.teacher.model, tc, self.stage1_steps)
             batch = pair_batch(labels, tc.contrastive_batch_size, self.rng_pairs)
             # The pair loss needs every text of the batch at once, and unlike the training
             # batches this one does not shrink for long texts: on 20newsgroups read at 256
@@ -350,7 +350,7 @@ class NanoNetTrainer:
         weight = self._class_weights(y.tolist())
         # Not resumable step by step: a resumed run repeats the whole of self-training from
         # the checkpoint written before it.
-        opt = pair_optimizer(t.model, tc)
+        opt = pair_optimizer(t.model, tc, self.stage1_steps)
         self.teacher_contrastive_stage(opt, "teacher", y, "self-training contrastive")
         lengths = [len(x) for x in t.ids["teacher"]]
         batches = bucketed_epochs(lengths, batch_size, self.rng_self_training)
@@ -495,6 +495,7 @@ class NanoNetTrainer:
         self.y = torch.tensor(self.task.labelled_labels, dtype=torch.long, device=self.device)
         self.class_weight = self._class_weights(self.task.labelled_labels)
         self._build_cohort()
+        self.stage1_steps = self._stage1_steps()
         lab_bs, unl_bs, mean_len = self._batch_sizes()
         distill_steps = self._distill_steps(unl_bs, mean_len)
         self_training = bool(tc.teacher_pseudo_per_class and self.unlabelled)
@@ -511,8 +512,8 @@ class NanoNetTrainer:
         self.depth = TeacherDepth(
             self.teacher,
             mc,
-            tc,
             self.teacher_cut,
+            self.stage1_steps,
             int(adapter_seed.generate_state(1)[0]),
             int(dropout_seed.generate_state(1)[0]),
             self.device,
@@ -522,7 +523,7 @@ class NanoNetTrainer:
             self.depth.open(saved)  # a run resumed within stage 1: the draws it finished
         else:
             self.depth.reopen_folded(saved or [])
-        self.pair_opt = pair_optimizer(self.teacher.model, tc)
+        self.pair_opt = pair_optimizer(self.teacher.model, tc, self.stage1_steps)
         log_parameters([self.teacher, *self.students])
         self.teacher.model.eval()  # no dropout: see cohort.build_teacher
         self.cache = None  # built after stage 1, which may train the bottom layers too
@@ -547,7 +548,7 @@ class NanoNetTrainer:
             if self.depth.is_open:
                 self.depth.close()
                 # Stage 1's optimiser held the adapters, which are gone now.
-                self.pair_opt = pair_optimizer(self.teacher.model, tc)
+                self.pair_opt = pair_optimizer(self.teacher.model, tc, self.stage1_steps)
         if self.teacher_cut > 0:
             t = self.teacher
             self.cache = FrozenBottomCache(
@@ -598,6 +599,7 @@ class NanoNetTrainer:
             "speed_screen": self.speed_screen,
             "train_seconds": train_seconds,
             "distill_steps": distill_steps,
+            "teacher_contrastive_steps": self.stage1_steps,
             "device": describe(self.device),
             "processes": self.dist.world,
         }
@@ -757,6 +759,24 @@ class NanoNetTrainer:
         if self.cache is not None:
             self.cache.clear()
             self.cache = None
+
+    def _stage1_steps(self) -> int:
+        """Stage 1's steps per draw: none where the labelled texts are longer than it reads,
+        unless `train.contrastive_long_texts` (see its comment in config.py)."""
+        tc = self.cfg.train
+        read, steps = tc.contrastive_max_length, tc.teacher_contrastive_steps
+        if tc.contrastive_long_texts or read is None or steps == 0:
+            return steps
+        median = float(np.median([len(x) for x in self.teacher.ids["labelled"]]))
+        if median <= read:
+            return steps
+        log.info(
+            "stage 1 skipped: the labelled texts' median is %.0f tokens, longer than the %d it "
+            "reads (train.contrastive_long_texts=true runs it)",
+            median,
+            read,
+        )
+        return 0
 
     def _batch_sizes(self) -> tuple[int, int, float]:
         """Labelled and unlabelled batch sizes, and the mean length (in tokens, at the
