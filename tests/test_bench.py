@@ -483,6 +483,7 @@ def test_the_nanonet_method_records_labels_per_class_and_scores_the_teacher_in_s
     settings = {**_defaults("nanonet"), "overrides": overrides, "score_teacher": True}
     trained = get_method("nanonet")(task, settings, _ctx(tmp_path))
     assert trained.details["labelled_per_class"] == {"neg": 14, "pos": 6}
+    assert trained.details["teacher_contrastive_steps"] == 1  # short synthetic reviews
     assert len(trained.predict(task.test_texts)) == len(task.test_texts)
 
     # Students are timed through their predictor at the protocol's batch; the teacher, only

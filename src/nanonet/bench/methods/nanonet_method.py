@@ -99,6 +99,8 @@ def fit(task: Task, settings: dict[str, Any], ctx: RunContext) -> Trained:
             # NanoNet's own clock stops before choosing the kept student; the table uses the
             # harness's wall clock around the whole fit, the same for every method.
             "trainer_train_seconds": round(float(result.report["train_seconds"]), 1),
+            # Stage 1's steps per draw as run: 0 where the texts were longer than it reads.
+            "teacher_contrastive_steps": result.report["teacher_contrastive_steps"],
             "config": cfg.to_dict(),
         },
         members=members,
