@@ -905,6 +905,48 @@ def test_a_bounded_frozen_bottom_cache_gives_the_same_states(tiny_mpnet: Path) -
     assert any(s is None for s in tight.store["unlabelled"][:14])  # some were not kept
 
 
+def test_frozen_bottom_cache_read_once_drops_what_it_hands_out(tiny_mpnet: Path) -> None:
+    from nanonet.train.cohort import build_teacher, tokenize
+    from nanonet.train.teacher_cache import FrozenBottomCache
+
+    cfg = _config(tiny_mpnet, ["teacher:0"])
+    model, _, tok, cut = build_teacher(cfg.model, 2)
+    ids = {"unlabelled": tokenize(tok, _task().unlabelled_texts, 32)}
+    cache = FrozenBottomCache(model, ids, tok.pad_token_id, cut)
+    before, _ = cache.states("unlabelled", [0, 1, 2])
+    full = cache.stored_bytes
+    cache.read_once()
+    # A stored state is handed out as it was, then dropped with its bytes.
+    again, _ = cache.states("unlabelled", [1, 1, 3])
+    torch.testing.assert_close(again[0], before[1])
+    store = cache.store["unlabelled"]
+    assert store[0] is not None and store[1] is None and store[3] is None  # 3: never stored
+    assert 0 < cache.stored_bytes < full
+    # Read again, a dropped state is computed afresh (the same numbers, up to fp16).
+    fresh, _ = cache.states("unlabelled", [1])
+    torch.testing.assert_close(fresh[0], before[1], atol=2e-3, rtol=0)
+    assert store[1] is None
+
+
+def test_stage_4_does_not_grow_the_frozen_bottom_cache(tiny_mpnet: Path) -> None:
+    # One joint step draws a few pool texts; stage 4 then reads half of the 40-text pool.
+    # Storing what stage 4 reads would grow the cache at every step; it only shrinks.
+    cfg = _config(tiny_mpnet, ["teacher:0"], steps=1, unlabeled_batch_size=4, distill_epochs=0.5)
+    trainer = NanoNetTrainer(_task(), cfg, progress=False)
+    stored: list[int] = []
+    real_step = trainer.distill_step
+
+    def spy(lab: list[int], unl: list[int]) -> dict[str, float]:
+        out = real_step(lab, unl)
+        stored.append(sum(h is not None for h in trainer.cache.store["unlabelled"]))
+        return out
+
+    trainer.distill_step = spy  # type: ignore[method-assign]
+    trainer.train()
+    assert len(stored) > 2 and stored[0] <= 4
+    assert stored == sorted(stored, reverse=True), stored
+
+
 def test_teacher_targets_keep_vectors_only_when_asked(tiny_mpnet: Path) -> None:
     from nanonet.train.teacher_cache import TeacherTargets
 

@@ -29,6 +29,8 @@ class FrozenBottomCache:
     Bounded by `max_bytes`: once full, the states of texts not yet stored are computed per
     batch and not kept, so memory does not grow with the pool (a 500,000-text pool at 128
     tokens would need 98 GB); what is stored first stays.
+    Once the teacher stops training (`read_once`), a stored state is dropped when it is read
+    and nothing new is stored: its one remaining use is its text's distillation target.
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class FrozenBottomCache:
         self.model, self.ids, self.pad_id, self.cut = model, ids, pad_id, cut
         self.max_bytes = max_bytes
         self.stored_bytes = 0
+        self.keep = True  # False once read_once() was called
         self.store: dict[str, list[torch.Tensor | None]] = {
             split: [None] * len(x) for split, x in ids.items()
         }
@@ -61,7 +64,8 @@ class FrozenBottomCache:
         for row, i in enumerate(missing):
             state = h[row, : len(self.ids[split][i])].to(torch.float16).clone()
             size = state.numel() * state.element_size()
-            if self.max_bytes is None or self.stored_bytes + size <= self.max_bytes:
+            fits = self.max_bytes is None or self.stored_bytes + size <= self.max_bytes
+            if self.keep and fits:
                 store[i] = state
                 self.stored_bytes += size
             else:
@@ -72,7 +76,20 @@ class FrozenBottomCache:
         """Padded fp32 hidden states and mask of `idx`, computing the missing ones."""
         fresh = self.fill(split, idx)
         store = self.store[split]
-        return pad_states([store[i] if store[i] is not None else fresh[i] for i in idx])  # type: ignore[misc]
+        out = pad_states([store[i] if store[i] is not None else fresh[i] for i in idx])  # type: ignore[misc]
+        if not self.keep:
+            for i in dict.fromkeys(idx):
+                state = store[i]
+                if state is not None:
+                    self.stored_bytes -= state.numel() * state.element_size()
+                    store[i] = None
+        return out
+
+    def read_once(self) -> None:
+        """The teacher has stopped training. States stored so far are handed out once more
+        and dropped; none are stored any more. Stage 4 computes each pool text's target once,
+        so a state kept after that read would only hold memory."""
+        self.keep = False
 
     def clear(self) -> None:
         """Free the memory once the teacher stops training."""

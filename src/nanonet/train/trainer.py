@@ -539,7 +539,7 @@ class NanoNetTrainer:
 
         # Phase marks in the log: a run stopped by a time limit still shows where time went.
         stage1 = self._runs("contrastive")
-        if stage1:
+        if stage1 and self.stage1_steps:
             self._phase("teacher contrastive stage")
             saved_rng = self.resumed.get("stage1_rng") if self.resumed is not None else None
             within = saved_rng is not None and self.resume_at is not None
@@ -555,6 +555,7 @@ class NanoNetTrainer:
                 t.model, t.ids, t.pad_id, self.teacher_cut, tc.cache_mb * 2**20
             )
         if stage1:
+            self._phase("heads from the labelled examples' centroids")
             self._init_heads()
         for s in self.students:
             s.model.train()
@@ -732,9 +733,11 @@ class NanoNetTrainer:
 
     def _cache_targets(self) -> None:
         """The adapted teacher's outputs for the pool, each computed once, when a batch first
-        needs it. Through the frozen-bottom cache while it lasts: the joint stage has stored
-        most pool texts' bottom states, so a target costs the top layers only. The cache is
+        needs it. Through the frozen-bottom cache while it lasts: a pool text the joint stage
+        stored costs the top layers only, and its state is dropped once read. The cache is
         freed once every pool text has its target (`_free_bottom_cache`)."""
+        if self.cache is not None:
+            self.cache.read_once()
         t = self.teacher
         splits = {k: [len(x) for x in t.ids[k]] for k in ("unlabelled", "holdout") if t.ids[k]}
         tc = self.cfg.train
