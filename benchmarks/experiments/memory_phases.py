@@ -15,6 +15,7 @@ import sys
 import time
 
 from nanonet.bench.environment import pin_threads
+from nanonet.data.task import Task
 from nanonet.train import trainer as trainer_module
 from nanonet.train.config import DataConfig, RunConfig
 from nanonet.train.run import load_task
@@ -31,6 +32,21 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def training_run(dataset: str, seed: int, overrides: list[str]) -> tuple[Task, RunConfig]:
+    """The protocol's labelled draw and pool of `dataset` (no test split: only training is
+    measured) and the default config with `overrides`, on two threads."""
+    pin_threads(2)
+    task = load_task(DataConfig(dataset=dataset, labels_per_class=10), seed)
+    task = dataclasses.replace(task, test_texts=[], test_labels=[])
+    cfg = RunConfig()
+    cfg.data.dataset = dataset
+    cfg.train.seed = seed
+    cfg.train.threads = 2
+    for override in overrides:
+        cfg.override(override)
+    return task, cfg
+
+
 def main(dataset: str, seed: int, overrides: list[str]) -> None:
     trainer_cls = trainer_module.NanoNetTrainer
     init_heads = trainer_cls._init_heads
@@ -45,15 +61,7 @@ def main(dataset: str, seed: int, overrides: list[str]) -> None:
 
     trainer_cls._phase = staticmethod(phase)  # type: ignore[method-assign]
     trainer_cls._init_heads = traced_init_heads  # type: ignore[method-assign]
-    pin_threads(2)
-    task = load_task(DataConfig(dataset=dataset, labels_per_class=10), seed)
-    task = dataclasses.replace(task, test_texts=[], test_labels=[])
-    cfg = RunConfig()
-    cfg.data.dataset = dataset
-    cfg.train.seed = seed
-    cfg.train.threads = 2
-    for override in [*SHORT, *overrides]:
-        cfg.override(override)
+    task, cfg = training_run(dataset, seed, [*SHORT, *overrides])
     print(f"after loading the data: {peak_mb():.0f} MB", flush=True)
     t0 = time.time()
     trainer_cls(task, cfg, progress=False).train()
