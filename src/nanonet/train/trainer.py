@@ -543,8 +543,9 @@ class NanoNetTrainer:
 
         # Phase marks in the log: a run stopped by a time limit still shows where time went.
         stage1 = self._runs("contrastive")
-        if stage1 and self.stage1_steps:
-            self._phase("teacher contrastive stage")
+        if stage1:
+            if self.stage1_steps:
+                self._phase("teacher contrastive stage")
             saved_rng = self.resumed.get("stage1_rng") if self.resumed is not None else None
             within = saved_rng is not None and self.resume_at is not None
             with self.depth.dropout(saved_rng if within else None):
