@@ -9,8 +9,9 @@ peak (`ru_maxrss`), what the frozen-bottom cache stores and the heap glibc holds
 (`mallinfo2`'s arena, free inside it in brackets). `--mmap-threshold` calls
 `mallopt(M_MMAP_THRESHOLD, BYTES)` first, which fixes glibc's threshold (by default it rises
 after the first large free, up to 32 MB, and later large tensors then come from a heap that
-seldom shrinks). `--trim-every` calls `malloc_trim(0)` every that many steps and at each phase,
-which hands the heap's free pages back to the system.
+seldom shrinks). `--trim-every` calls `release_free_memory()` (nanonet/memory.py:
+`malloc_trim(0)`) every that many steps and at each phase, which hands the heap's free pages
+back to the system; the trainer's own calls are switched off, so each option runs alone.
 """
 
 import ctypes
@@ -22,6 +23,7 @@ from typing import Any
 
 from memory_phases import training_run
 
+from nanonet.memory import release_free_memory
 from nanonet.train import trainer as trainer_module
 
 M_MMAP_THRESHOLD = -3
@@ -89,12 +91,12 @@ def main(dataset: str, seed: int, args: list[str]) -> None:
 
     def phase(self: trainer_module.NanoNetTrainer, name: str) -> None:
         if trim:
-            LIBC.malloc_trim(0)
+            release_free_memory()
         line(f"phase: {name}")
 
     def on_step(logs: dict[str, Any]) -> None:
         if trim and logs["step"] % trim == 0:
-            LIBC.malloc_trim(0)
+            release_free_memory()
         if logs["step"] % 20 == 0:
             line(f"  {logs['phase']} step {logs['step']}")
 
