@@ -280,6 +280,35 @@ def test_stage1_at_full_depth_folds_adapters_into_every_layer(
     assert trainer.teacher.trained_before > 0
 
 
+@pytest.mark.parametrize("student", ["teacher:0", "tiny-bert"])
+def test_model_dropout_sets_every_dropout_in_a_student_and_none_in_the_teacher(
+    tiny_mpnet: Path, tiny_bert: Path, student: str
+) -> None:
+    spec = str(tiny_bert) if student == "tiny-bert" else student
+    ids = torch.randint(5, 20, (4, 12))
+    mask = torch.ones_like(ids)
+    outputs = {}
+    for p in (0.0, 0.5):
+        mc = _config(tiny_mpnet, [spec]).model
+        mc.dropout = p
+        teacher, hf, tok, _ = cohort.build_teacher(mc, 2)
+        model, _, _ = cohort.build_student(spec, mc, 2, hf, tok)
+        rates = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+        assert rates == {p}
+        assert {m.p for m in teacher.modules() if isinstance(m, torch.nn.Dropout)} != {p}
+        model.train()
+        outputs[p] = [model(ids, mask) for _ in range(2)]
+    assert torch.equal(*outputs[0.0])  # no dropout left anywhere: training mode is deterministic
+    assert not torch.equal(*outputs[0.5])
+
+
+def test_model_dropout_out_of_range_is_a_user_error() -> None:
+    cfg = RunConfig()
+    cfg.model.dropout = 1.0
+    with pytest.raises(NanoNetError, match=r"model\.dropout"):
+        cfg.validate()
+
+
 def test_stage1_draws_start_alike_and_fold_in_as_their_mean(tiny_mpnet: Path) -> None:
     mc = _config(tiny_mpnet, ["teacher:0"]).model
     model, _, _, cut = cohort.build_teacher(mc, 2)

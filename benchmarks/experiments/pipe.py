@@ -15,7 +15,7 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 logging.getLogger("transformers").setLevel(logging.ERROR)
 tag, seed, threads, *ovr = sys.argv[1:]
 seed = int(seed)
-task = dev_task(seed, 1000)
+task = dev_task(seed, int(os.environ.get("NANONET_DEV_N", "1000")))
 cfg = run_config(seed, int(threads), ovr)
 t0 = time.time()
 res = fit(cfg, task, progress=False)

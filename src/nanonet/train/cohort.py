@@ -154,10 +154,19 @@ def build_student(
     hf, tok = student_encoder(spec, teacher_hf, teacher_tok)
     inject_missing_biases(hf)
     model = EncoderClassifier(Backbone(hf), num_labels, dropout=mc.dropout)
+    set_dropout(model, mc.dropout)
     if mc.peft == "lora":
         apply_lora(model.backbone, mc.lora_rank)
     set_trainable(model, mc.peft, 0)
     return model, tok, str(spec)
+
+
+def set_dropout(model: nn.Module, p: float) -> None:
+    """Every dropout in `model` at rate `p`. BERT's SDPA attention reads its rate from its
+    dropout module, so attention follows too."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
 
 
 def projection(student_width: int, teacher_width: int, generator: torch.Generator) -> nn.Linear:

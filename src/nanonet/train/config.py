@@ -64,6 +64,8 @@ class ModelConfig:
     # Only the top layers of the teacher adapt; the frozen bottom runs once per text (cached).
     teacher_trainable_layers: int = 4
     lora_rank: int = 8
+    # Dropout in every student: its encoder layers (hidden states and attention probabilities)
+    # and its head. The packaged encoders were trained with 0.1 in their layers.
     dropout: float = 0.1
 
 
@@ -263,6 +265,8 @@ class RunConfig:
         for key, value, low in rules:
             if value is not None and value < low:
                 raise NanoNetError(f"{key} must be at least {low}, not {value}.")
+        if not 0.0 <= self.model.dropout < 1.0:
+            raise NanoNetError(f"model.dropout must be in [0, 1), not {self.model.dropout}.")
         resolve_device(t.device, "train.device")
         if t.engine == "ray":
             import_ray()  # not installed: say how, before the run rather than at its end
