@@ -28,6 +28,15 @@ row = {
     "pool": len(task.unlabelled_texts),
     "kept": res.kept,
     "members": {m["name"]: round(m["test"]["accuracy"], 4) for m in res.report["members"]},
+    # The kept student's criterion, per student: to replay other selection rules offline.
+    "selection": {
+        m["name"]: {
+            k: m[k]
+            for k in ("selection_score", "selection_stderr_vs_best", "teacher_agreement", "kept")
+        }
+        for m in res.report["members"]
+        if m["role"] == "student"
+    },
 }
 print(json.dumps(row), flush=True)
 with open(os.environ.get("NANONET_EXP_OUT", "/tmp/exp/pipe_results.jsonl"), "a") as f:
