@@ -120,6 +120,28 @@ def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_model(
 
 
 @pytest.mark.slow
+def test_a_run_with_self_training_resumes_in_the_joint_stage_to_the_same_model(
+    reference: tuple[tuple[Path, Path], Path], tiny_mpnet: Path, tiny_bert: Path, tmp_path: Path
+) -> None:
+    """The teacher's pseudo-labels and where its batches stand travel in the checkpoint."""
+    data, _ = reference
+    argv = [
+        *_argv(data, tiny_mpnet, tiny_bert, tmp_path / "whole"),
+        "train.teacher_pseudo_per_class=4",
+    ]
+    assert main(argv) == 0
+    whole = tmp_path / "whole"
+    out = tmp_path / "run"
+    argv = [*_argv(data, tiny_mpnet, tiny_bert, out), "train.teacher_pseudo_per_class=4"]
+    assert _start_and_stop(argv, out, _saves(whole) // 2, signal.SIGKILL) == -signal.SIGKILL
+    state = Checkpoints(run_state_folder(out) / "checkpoints", 0).latest()
+    assert state is not None and state["position"][0] == "train"
+    assert len(state["pseudo_labels"][0]) == 8  # 4 per class
+    assert main(["-q", "train", "--resume", "--out", str(out)]) == 0
+    np.testing.assert_allclose(_proba(out), _proba(whole), atol=ATOL)
+
+
+@pytest.mark.slow
 def test_ctrl_c_writes_a_checkpoint_and_resume_finishes_the_same_model(
     reference: tuple[tuple[Path, Path], Path], tiny_mpnet: Path, tiny_bert: Path, tmp_path: Path
 ) -> None:

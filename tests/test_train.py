@@ -892,7 +892,18 @@ def test_teacher_self_training_repeats_stages_1_and_2_on_pseudo_labels(tiny_mpne
     logs: list[dict] = []
     cfg = _config(tiny_mpnet, ["teacher:0"], teacher_pseudo_per_class=3)
     trainer = NanoNetTrainer(_task(), cfg, on_step=logs.append, progress=False)
+    read = Counter()
+    teacher_logits = trainer.teacher_logits
+
+    def counting(split: str, idx: list[int]) -> torch.Tensor:
+        read[split] += 1
+        return teacher_logits(split, idx)
+
+    trainer.teacher_logits = counting  # type: ignore[method-assign]
     trainer.train()
+    # The teacher's supervised batches come from labels + pseudo-labels from self-training on,
+    # through stage 3 too: one batch per self-training step and per joint step.
+    assert read["teacher"] == cfg.train.teacher_warmup_steps + cfg.train.steps
     phases = Counter(r["phase"] for r in logs)
     # Stage 1 takes its draws; self-training's stage 1 (the top layers only) one.
     draws = cfg.train.teacher_contrastive_draws

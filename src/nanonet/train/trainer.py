@@ -161,6 +161,9 @@ class NanoNetTrainer:
         self.ctrl_c = CtrlC()
         self.pair_opt: torch.optim.Optimizer | None = None
         self.unl_iter: Any = None
+        # Self-training's split for the teacher (labels + pseudo-labels) and its batches.
+        self.teacher_iter: Any = None
+        self.pseudo_labels: tuple[list[int], list[int]] | None = None
         self.depth: TeacherDepth  # stage 1 at full depth; made once the teacher is built
 
     @property
@@ -334,11 +337,12 @@ class NanoNetTrainer:
 
     def teacher_self_training(self, batch_size: int) -> None:
         """Stage 2b: stages 1-2 again on the labels plus the warmed-up teacher's most confident
-        pool texts per class (`train.teacher_pseudo_per_class`). The teacher then starts
-        stage 3 having read more of the task than the labelled budget shows."""
-        tc, t = self.cfg.train, self.teacher
+        pool texts per class (`train.teacher_pseudo_per_class`). The teacher keeps learning
+        from both through stage 3, so that it has read more of the task than the labelled
+        budget shows by the time the students distil it."""
+        tc = self.cfg.train
         chosen, labels = balanced_pseudo_labels(
-            self._predict_split(t, "unlabelled"), tc.teacher_pseudo_per_class
+            self._predict_split(self.teacher, "unlabelled"), tc.teacher_pseudo_per_class
         )
         log.info(
             "teacher self-training on %d labelled + %d pseudo-labelled texts (%s per class)",
@@ -346,26 +350,39 @@ class NanoNetTrainer:
             len(chosen),
             ", ".join(str(labels.count(c)) for c in range(self.num_labels)),
         )
+        self._use_pseudo_labels(chosen, labels, batch_size)
+        # Not resumable step by step: a resumed run repeats the whole of self-training from
+        # the checkpoint written before it.
+        opt = pair_optimizer(self.teacher.model, tc, self.stage1_steps)
+        self.teacher_contrastive_stage(opt, "teacher", self.teacher_y, "self-training contrastive")
+        self._loop(
+            "self-training",
+            tc.teacher_warmup_steps,
+            lambda _: self.teacher_warmup_step(self._next_teacher(), "teacher", *self._teacher_y()),
+            resumable=False,
+        )
+
+    def _use_pseudo_labels(self, chosen: list[int], labels: list[int], batch_size: int) -> None:
+        """The teacher's own split: the labels, then the pool texts `chosen` as `labels`."""
+        t = self.teacher
+        self.pseudo_labels = (chosen, labels)
         t.ids["teacher"] = t.ids["labelled"] + [t.ids["unlabelled"][i] for i in chosen]
         if self.cache is not None:
             store = self.cache.store
             store["teacher"] = store["labelled"] + [store["unlabelled"][i] for i in chosen]
-        y = torch.cat([self.y, torch.tensor(labels, dtype=torch.long, device=self.device)])
-        weight = self._class_weights(y.tolist())
-        # Not resumable step by step: a resumed run repeats the whole of self-training from
-        # the checkpoint written before it.
-        opt = pair_optimizer(t.model, tc, self.stage1_steps)
-        self.teacher_contrastive_stage(opt, "teacher", y, "self-training contrastive")
-        lengths = [len(x) for x in t.ids["teacher"]]
-        batches = bucketed_epochs(lengths, batch_size, self.rng_self_training)
-        self._loop(
-            "self-training",
-            tc.teacher_warmup_steps,
-            lambda _: self.teacher_warmup_step(
-                self.dist.shard(next(batches)), "teacher", y, weight
-            ),
-            resumable=False,
+        self.teacher_y = torch.cat(
+            [self.y, torch.tensor(labels, dtype=torch.long, device=self.device)]
         )
+        self.teacher_weight = self._class_weights(self.teacher_y.tolist())
+        lengths = [len(x) for x in t.ids["teacher"]]
+        self.teacher_iter = bucketed_epochs(lengths, batch_size, self.rng_self_training)
+
+    def _next_teacher(self) -> list[int]:
+        assert self.teacher_iter is not None
+        return self.dist.shard(next(self.teacher_iter))
+
+    def _teacher_y(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.teacher_y, self.teacher_weight
 
     def nanonet_step(self, step: int, lab: list[int], unl: list[int]) -> dict[str, float]:
         """Stage 3: one NanoNet step (method.md, "Losses for student k")."""
@@ -374,8 +391,17 @@ class NanoNetTrainer:
         r = rampup(step, tc.steps, tc.rampup_fraction)
         logs: dict[str, float] = {"rampup": r}
 
-        # Teacher: adapted online from the labels (bias terms + head).
-        teacher_loss = supervised_loss(self.teacher_logits("labelled", lab), y, self.class_weight)
+        # Teacher: adapted online from the labels (bias terms + head), and from its own
+        # pseudo-labels after self-training (a batch of the same size from both).
+        if self.teacher_iter is None:
+            teacher_loss = supervised_loss(
+                self.teacher_logits("labelled", lab), y, self.class_weight
+            )
+        else:
+            own = self._next_teacher()
+            teacher_loss = supervised_loss(
+                self.teacher_logits("teacher", own), self.teacher_y[own], self.teacher_weight
+            )
         logs["teacher_sup"] = teacher_loss.item()
         t_vec = t_unl = None
         if tc.use_teacher:
@@ -572,6 +598,9 @@ class NanoNetTrainer:
         if self_training and self._runs("self-training"):
             self._checkpoint("self-training", 0)
             self.teacher_self_training(lab_bs)
+        elif self_training and self.resumed is not None:  # resumed past self-training
+            self._use_pseudo_labels(*self.resumed["pseudo_labels"], lab_bs)
+            self.teacher_iter.load_state(self.resumed["batches"]["teacher"])
         if self.unl_iter is None:
             self._loop(
                 "train", tc.steps, lambda _: self._supervised_only_step(self._next_labelled())
@@ -720,7 +749,9 @@ class NanoNetTrainer:
                 "batches": {
                     "labelled": self.lab_iter.state(),
                     "unlabelled": self.unl_iter.state() if self.unl_iter is not None else None,
+                    "teacher": self.teacher_iter.state() if self.teacher_iter is not None else None,
                 },
+                "pseudo_labels": self.pseudo_labels,
             }
         )
         log.debug("checkpoint %s (%s, step %d)", path.name, stage, step)
