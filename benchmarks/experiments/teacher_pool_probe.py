@@ -28,7 +28,7 @@ rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 3
 n_dev = int(os.environ.get("NANONET_DEV_N", "1000"))
 length = int(os.environ.get("NANONET_PROBE_LEN", "128"))
 
-tasks = {s: dev_task(s, n_dev, 5000) for s in seeds}
+tasks = {s: dev_task(s, n_dev, int(os.environ.get("NANONET_PROBE_POOL", "5000"))) for s in seeds}
 texts = sorted(
     {t for task in tasks.values() for t in [*task.labelled_texts, *task.unlabelled_texts]}
     | set(tasks[seeds[0]].test_texts)
