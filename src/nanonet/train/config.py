@@ -154,7 +154,8 @@ class TrainConfig:
     teacher_pseudo_label_threshold: float | None = None
     # Self-training before the students start: the warmed-up teacher labels the pool, keeps its
     # most confident texts per class (the same number for every class, not a global threshold,
-    # which let one class take over), and repeats stages 1-2 on the labels plus these. 0: off.
+    # which let one class take over), repeats stages 1-2 on the labels plus these and keeps
+    # learning from both through stage 3. 0: off.
     teacher_pseudo_per_class: int = 0
     # Supervised losses weight each class by n / (k * n_c) when the labelled classes are not
     # equally represented. Labels picked by `nanonet suggest` (coverage, not frequency) come

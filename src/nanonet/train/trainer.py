@@ -164,6 +164,9 @@ class NanoNetTrainer:
         # Self-training's split for the teacher (labels + pseudo-labels) and its batches.
         self.teacher_iter: Any = None
         self.pseudo_labels: tuple[list[int], list[int]] | None = None
+        # The teacher's targets: the labels' until self-training adds its pseudo-labels.
+        self.teacher_y: torch.Tensor
+        self.teacher_weight: torch.Tensor | None
         self.depth: TeacherDepth  # stage 1 at full depth; made once the teacher is built
 
     @property
@@ -358,7 +361,9 @@ class NanoNetTrainer:
         self._loop(
             "self-training",
             tc.teacher_warmup_steps,
-            lambda _: self.teacher_warmup_step(self._next_teacher(), "teacher", *self._teacher_y()),
+            lambda _: self.teacher_warmup_step(
+                self._next_teacher(), "teacher", self.teacher_y, self.teacher_weight
+            ),
             resumable=False,
         )
 
@@ -380,9 +385,6 @@ class NanoNetTrainer:
     def _next_teacher(self) -> list[int]:
         assert self.teacher_iter is not None
         return self.dist.shard(next(self.teacher_iter))
-
-    def _teacher_y(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.teacher_y, self.teacher_weight
 
     def nanonet_step(self, step: int, lab: list[int], unl: list[int]) -> dict[str, float]:
         """Stage 3: one NanoNet step (method.md, "Losses for student k")."""
@@ -524,6 +526,7 @@ class NanoNetTrainer:
             log.warning("no unlabelled text: students learn from the labels only")
         self.y = torch.tensor(self.task.labelled_labels, dtype=torch.long, device=self.device)
         self.class_weight = self._class_weights(self.task.labelled_labels)
+        self.teacher_y, self.teacher_weight = self.y, self.class_weight
         self._build_cohort()
         self.stage1_steps = self._stage1_steps()
         lab_bs, unl_bs, mean_len = self._batch_sizes()
