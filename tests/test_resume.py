@@ -142,6 +142,26 @@ def test_a_run_with_self_training_resumes_in_the_joint_stage_to_the_same_model(
 
 
 @pytest.mark.slow
+def test_a_run_with_the_self_training_check_resumes_to_the_same_model(
+    reference: tuple[tuple[Path, Path], Path], tiny_mpnet: Path, tiny_bert: Path, tmp_path: Path
+) -> None:
+    """The check's verdict (and pseudo-labels, if it let them in) travel in the checkpoint."""
+    data, _ = reference
+    settings = ["train.teacher_pseudo_per_class=4", "train.teacher_pseudo_check=true"]
+    assert main([*_argv(data, tiny_mpnet, tiny_bert, tmp_path / "whole"), *settings]) == 0
+    whole = tmp_path / "whole"
+    out = tmp_path / "run"
+    argv = [*_argv(data, tiny_mpnet, tiny_bert, out), *settings]
+    assert _start_and_stop(argv, out, _saves(whole) // 2, signal.SIGKILL) == -signal.SIGKILL
+    state = Checkpoints(run_state_folder(out) / "checkpoints", 0).latest()
+    assert state is not None and state["position"][0] == "train"
+    verdict = state["pseudo_check"]
+    assert verdict["labels"] == 20 and (state["pseudo_labels"] is not None) is verdict["ran"]
+    assert main(["-q", "train", "--resume", "--out", str(out)]) == 0
+    np.testing.assert_allclose(_proba(out), _proba(whole), atol=ATOL)
+
+
+@pytest.mark.slow
 def test_ctrl_c_writes_a_checkpoint_and_resume_finishes_the_same_model(
     reference: tuple[tuple[Path, Path], Path], tiny_mpnet: Path, tiny_bert: Path, tmp_path: Path
 ) -> None:

@@ -38,7 +38,7 @@ from nanonet.train.losses import (
     rampup,
     supervised_loss,
 )
-from nanonet.train.pseudo_labels import balanced_pseudo_labels
+from nanonet.train.pseudo_labels import balanced_pseudo_labels, self_training_check
 from nanonet.train.run_report import TEACHER_SCORE_BATCH
 from nanonet.train.selection import choose_student
 from nanonet.train.trainer import NanoNetTrainer
@@ -913,6 +913,71 @@ def test_teacher_self_training_repeats_stages_1_and_2_on_pseudo_labels(tiny_mpne
     # The pseudo-labelled texts come from the pool, never the labelled or held-out texts.
     pool_ids = {tuple(x) for x in trainer.teacher.ids["unlabelled"]}
     assert all(tuple(x) in pool_ids for x in trainer.teacher.ids["teacher"][20:])
+
+
+def _clusters(seed: int, per_class: int, pool_per_class: int) -> tuple[np.ndarray, ...]:
+    """Two classes apart on one axis of 32 noisy ones, as unit vectors: a few labels leave a
+    linear head unsure of the axis, a pool of the same texts shows it."""
+    rng = np.random.default_rng(seed)
+
+    def draw(n: int, sign: int) -> np.ndarray:
+        x = rng.normal(0.0, 1.0, (n, 32))
+        x[:, 0] += 2.0 * sign
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    x_lab = np.concatenate([draw(per_class, -1), draw(per_class, 1)])
+    pool = np.concatenate([draw(pool_per_class, -1), draw(pool_per_class, 1)])
+    return x_lab, np.repeat([0, 1], per_class), pool
+
+
+def test_the_self_training_check_sees_pseudo_labels_from_an_on_task_pool_help() -> None:
+    verdicts = [self_training_check(*_clusters(seed, 6, 200), 100) for seed in range(5)]
+    assert all(v["labels"] == 12 for v in verdicts)
+    assert all(v["with"] >= v["without"] for v in verdicts)
+    assert sum(v["with"] for v in verdicts) > sum(v["without"] for v in verdicts)
+    assert verdicts == [self_training_check(*_clusters(seed, 6, 200), 100) for seed in range(5)]
+
+
+def test_the_self_training_check_copes_with_a_class_of_one_label() -> None:
+    x_lab, y_lab, pool = _clusters(0, 5, 50)
+    x_lab, y_lab = x_lab[4:], y_lab[4:]  # class 0 keeps one label: its fold has no class 0
+    verdict = self_training_check(x_lab, y_lab, pool, 20)
+    assert 0 <= verdict["without"] <= 6 and 0 <= verdict["with"] <= 6
+
+
+@pytest.mark.parametrize("helps", [True, False])
+def test_teacher_self_training_runs_only_when_the_check_says_it_helps(
+    tiny_mpnet: Path, monkeypatch: pytest.MonkeyPatch, helps: bool
+) -> None:
+    seen: dict[str, tuple[int, ...]] = {}
+
+    def check(x_lab: np.ndarray, y_lab: np.ndarray, pool: np.ndarray, k: int) -> dict[str, int]:
+        seen.update(lab=x_lab.shape, y=y_lab.shape, pool=pool.shape, k=(k,))
+        return {"labels": len(y_lab), "without": 10, "with": 12 if helps else 10}
+
+    monkeypatch.setattr(trainer_module, "self_training_check", check)
+    logs: list[dict] = []
+    cfg = _config(tiny_mpnet, ["teacher:0"], teacher_pseudo_per_class=3, teacher_pseudo_check=True)
+    trainer = NanoNetTrainer(_task(), cfg, on_step=logs.append, progress=False)
+    result = trainer.train()
+    hidden = trainer.teacher.model.backbone.hidden_size
+    assert seen == {
+        "lab": (20, hidden),
+        "y": (20,),
+        "pool": (len(trainer.unlabelled), hidden),
+        "k": (3,),
+    }
+    phases = Counter(r["phase"] for r in logs)
+    assert (phases["self-training"] == 2) is helps
+    assert (trainer.pseudo_labels is not None) is helps
+    assert result.report["self_training_check"]["ran"] is helps
+
+
+def test_the_self_training_check_needs_self_training_on() -> None:
+    cfg = RunConfig()
+    cfg.train.teacher_pseudo_check = True
+    with pytest.raises(NanoNetError, match="teacher_pseudo_per_class"):
+        cfg.validate()
 
 
 def test_selection_scores_expected_accuracy_under_the_teachers_probabilities() -> None:

@@ -6,6 +6,12 @@ plus pool texts it labels itself: the k most confident per class (`balanced_pseu
 run's `train.teacher_pseudo_per_class`), for one or several rounds. Scored on the dev split.
 Vectors are cached under /tmp/exp.
 
+With NANONET_PROBE_RULE=1 it also prints what a run could decide self-training on without the
+dev split, from its labels and pool alone: `cv` is the accuracy on the held-out labels of a
+leave-one-per-class-out cross-validation, without and with the first k (`cv_gain` the
+difference, in labels), `conf` the mean probability of the k per class it would choose, and
+`centroid` how often a nearest-class-centroid rule on the labels agrees with those choices.
+
     PYTHONPATH=src:benchmarks/experiments NANONET_DEV_DATASET=D NANONET_DEV_N=500 \
         python benchmarks/experiments/teacher_pool_probe.py THREADS SEEDS K[,K...] [ROUNDS]
 """
@@ -19,7 +25,7 @@ from devsplit import DATASET, dev_task
 from sklearn.linear_model import LogisticRegression
 
 from nanonet.label.suggest import _model, embed
-from nanonet.train.pseudo_labels import balanced_pseudo_labels
+from nanonet.train.pseudo_labels import balanced_pseudo_labels, self_training_check
 
 torch.set_num_threads(int(sys.argv[1]))
 seeds = [int(s) for s in sys.argv[2].split(",")]
@@ -53,6 +59,23 @@ def fit(x: np.ndarray, y: np.ndarray) -> LogisticRegression:
     return LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(x, y)
 
 
+def rule(xl: np.ndarray, yl: np.ndarray, xu: np.ndarray, k: int) -> dict[str, float]:
+    """Self-training's worth, judged from the labels and the pool alone."""
+    base = fit(xl, yl)
+    chosen, plab = balanced_pseudo_labels(base.predict_log_proba(xu), k)
+    conf = np.exp(base.predict_log_proba(xu[chosen]).max(-1)).mean()
+    centroids = np.stack([xl[yl == c].mean(0) for c in range(yl.max() + 1)])
+    centroid = ((xu[chosen] @ centroids.T).argmax(-1) == np.array(plab)).mean()
+    check = self_training_check(xl, yl, xu, k)
+    return {
+        "cv": check["without"] / check["labels"],
+        f"cv_k{k}": check["with"] / check["labels"],
+        "cv_gain": check["with"] - check["without"],
+        "conf": conf,
+        "centroid": centroid,
+    }
+
+
 for s in seeds:
     task = tasks[s]
     xl, yl = vec(task.labelled_texts), np.array(task.labelled_labels)
@@ -67,6 +90,8 @@ for s in seeds:
             if r == 0:
                 row[f"k{k}r1"] = (clf.predict(xd) == yd).mean()
         row[f"k{k}r{rounds}"] = (clf.predict(xd) == yd).mean()
+        if os.environ.get("NANONET_PROBE_RULE") == "1":
+            row.update(rule(xl, yl, xu, k))
     print(
         DATASET,
         "seed",

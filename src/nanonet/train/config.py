@@ -157,6 +157,12 @@ class TrainConfig:
     # which let one class take over), repeats stages 1-2 on the labels plus these and keeps
     # learning from both through stage 3. 0: off.
     teacher_pseudo_per_class: int = 0
+    # With self-training on, first ask the labels whether it helps: a leave-one-per-class-out
+    # cross-validation of a linear head on the warmed-up teacher's vectors, without and with its
+    # surest pool texts per class; self-training runs only if the pseudo-labels win. For a
+    # frozen probe on the dev splits (five label draws) it kept all of self-training's +3.2
+    # points on bbc_news and cut its loss on 20newsgroups from 0.8 to 0.2 points.
+    teacher_pseudo_check: bool = False
     # Supervised losses weight each class by n / (k * n_c) when the labelled classes are not
     # equally represented. Labels picked by `nanonet suggest` (coverage, not frequency) come
     # out uneven (15/5 on rotten_tomatoes): unweighted, that cost a logistic probe 7 points
@@ -266,6 +272,11 @@ class RunConfig:
         for key, value, low in rules:
             if value is not None and value < low:
                 raise NanoNetError(f"{key} must be at least {low}, not {value}.")
+        if t.teacher_pseudo_check and not t.teacher_pseudo_per_class:
+            raise NanoNetError(
+                "train.teacher_pseudo_check checks self-training, which is off: "
+                "set train.teacher_pseudo_per_class (e.g. 200) as well."
+            )
         if not 0.0 <= self.model.dropout < 1.0:
             raise NanoNetError(f"model.dropout must be in [0, 1), not {self.model.dropout}.")
         resolve_device(t.device, "train.device")

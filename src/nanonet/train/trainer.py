@@ -65,7 +65,7 @@ from nanonet.train.losses import (
     rampup,
     supervised_loss,
 )
-from nanonet.train.pseudo_labels import balanced_pseudo_labels
+from nanonet.train.pseudo_labels import balanced_pseudo_labels, self_training_check
 from nanonet.train.run_report import build_report, log_parameters
 from nanonet.train.selection import choose_student
 from nanonet.train.teacher_cache import FrozenBottomCache, TeacherTargets
@@ -164,6 +164,8 @@ class NanoNetTrainer:
         # Self-training's split for the teacher (labels + pseudo-labels) and its batches.
         self.teacher_iter: Any = None
         self.pseudo_labels: tuple[list[int], list[int]] | None = None
+        # `train.teacher_pseudo_check`'s verdict (held-out labels right without / with).
+        self.pseudo_check: dict[str, Any] | None = None
         # The teacher's targets: the labels' until self-training adds its pseudo-labels.
         self.teacher_y: torch.Tensor
         self.teacher_weight: torch.Tensor | None
@@ -342,11 +344,34 @@ class NanoNetTrainer:
         """Stage 2b: stages 1-2 again on the labels plus the warmed-up teacher's most confident
         pool texts per class (`train.teacher_pseudo_per_class`). The teacher keeps learning
         from both through stage 3, so that it has read more of the task than the labelled
-        budget shows by the time the students distil it."""
+        budget shows by the time the students distil it. With `train.teacher_pseudo_check` it
+        runs only if a cross-validation on the labels says the pseudo-labels help."""
         tc = self.cfg.train
-        chosen, labels = balanced_pseudo_labels(
-            self._predict_split(self.teacher, "unlabelled"), tc.teacher_pseudo_per_class
-        )
+        if tc.teacher_pseudo_check:
+            pooled = {s: self._pooled_split(s) for s in ("labelled", "unlabelled")}
+            with torch.no_grad():
+                logits = self.teacher.model.classify(pooled["unlabelled"]).float().cpu().numpy()
+            unit = {
+                s: torch.nn.functional.normalize(v, dim=-1).cpu().numpy() for s, v in pooled.items()
+            }
+            self.pseudo_check = self_training_check(
+                unit["labelled"],
+                self.y.cpu().numpy(),
+                unit["unlabelled"],
+                tc.teacher_pseudo_per_class,
+            )
+            self.pseudo_check["ran"] = self.pseudo_check["with"] > self.pseudo_check["without"]
+            log.info(
+                "self-training check: %(without)d of %(labels)d held-out labels right without "
+                "pseudo-labels, %(with)d with them",
+                self.pseudo_check,
+            )
+            if not self.pseudo_check["ran"]:
+                log.info("teacher self-training skipped: its pseudo-labels do not help")
+                return
+        else:
+            logits = self._predict_split(self.teacher, "unlabelled")
+        chosen, labels = balanced_pseudo_labels(logits, tc.teacher_pseudo_per_class)
         log.info(
             "teacher self-training on %d labelled + %d pseudo-labelled texts (%s per class)",
             len(self.y),
@@ -381,6 +406,15 @@ class NanoNetTrainer:
         self.teacher_weight = self._class_weights(self.teacher_y.tolist())
         lengths = [len(x) for x in t.ids["teacher"]]
         self.teacher_iter = bucketed_epochs(lengths, batch_size, self.rng_self_training)
+
+    @torch.no_grad()
+    def _pooled_split(self, split: str) -> torch.Tensor:
+        """The teacher's sentence vectors of a whole split."""
+        ids = self.teacher.ids[split]
+        out = torch.zeros(len(ids), self.teacher.model.backbone.hidden_size, device=self.device)
+        for batch in length_sorted_batches([len(x) for x in ids], 64):
+            out[batch] = self.teacher_pooled(split, batch).float()
+        return out
 
     def _next_teacher(self) -> list[int]:
         assert self.teacher_iter is not None
@@ -602,8 +636,10 @@ class NanoNetTrainer:
             self._checkpoint("self-training", 0)
             self.teacher_self_training(lab_bs)
         elif self_training and self.resumed is not None:  # resumed past self-training
-            self._use_pseudo_labels(*self.resumed["pseudo_labels"], lab_bs)
-            self.teacher_iter.load_state(self.resumed["batches"]["teacher"])
+            self.pseudo_check = self.resumed.get("pseudo_check")
+            if self.resumed["pseudo_labels"] is not None:  # None: the check skipped it
+                self._use_pseudo_labels(*self.resumed["pseudo_labels"], lab_bs)
+                self.teacher_iter.load_state(self.resumed["batches"]["teacher"])
         if self.unl_iter is None:
             self._loop(
                 "train", tc.steps, lambda _: self._supervised_only_step(self._next_labelled())
@@ -638,6 +674,7 @@ class NanoNetTrainer:
             "train_seconds": train_seconds,
             "distill_steps": distill_steps,
             "teacher_contrastive_steps": self.stage1_steps,
+            "self_training_check": self.pseudo_check,
             "device": describe(self.device),
             "processes": self.dist.world,
         }
@@ -755,6 +792,7 @@ class NanoNetTrainer:
                     "teacher": self.teacher_iter.state() if self.teacher_iter is not None else None,
                 },
                 "pseudo_labels": self.pseudo_labels,
+                "pseudo_check": self.pseudo_check,
             }
         )
         log.debug("checkpoint %s (%s, step %d)", path.name, stage, step)
