@@ -37,6 +37,7 @@ row = {
         for m in res.report["members"]
         if m["role"] == "student"
     },
+    "self_training_check": res.report.get("self_training_check"),
 }
 print(json.dumps(row), flush=True)
 with open(os.environ.get("NANONET_EXP_OUT", "/tmp/exp/pipe_results.jsonl"), "a") as f:
