@@ -19,7 +19,6 @@ its caches (`teacher_cache.py`), checkpoints (`checkpoint.py`), the choice of th
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,14 +34,13 @@ from nanonet.data.batching import (
     length_sorted_batches,
     pad_batch,
     pair_batch,
-    scaled_batch_size,
 )
 from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
 from nanonet.memory import release_free_memory
 from nanonet.models.classifier import NanoNetClassifier
 from nanonet.models.device import autocast, describe, full_precision, resolve_device
-from nanonet.train import cohort, distributed
+from nanonet.train import budget, cohort, distributed
 from nanonet.train.checkpoint import (
     STAGES,
     Checkpoints,
@@ -562,9 +560,11 @@ class NanoNetTrainer:
         self.class_weight = self._class_weights(self.task.labelled_labels)
         self.teacher_y, self.teacher_weight = self.y, self.class_weight
         self._build_cohort()
-        self.stage1_steps = self._stage1_steps()
-        lab_bs, unl_bs, mean_len = self._batch_sizes()
-        distill_steps = self._distill_steps(unl_bs, mean_len)
+        t_ids = self.teacher.ids
+        self.stage1_steps = budget.stage1_steps(tc, [len(x) for x in t_ids["labelled"]])
+        lengths = [len(x) for x in t_ids["unlabelled"] or t_ids["labelled"]]
+        lab_bs, unl_bs, mean_len = budget.batch_sizes(tc, lengths, self.train_length)
+        distill_steps = budget.distill_steps(tc, len(self.unlabelled), unl_bs, mean_len)
         self_training = bool(tc.teacher_pseudo_per_class and self.unlabelled)
         cohort.make_optimizer(
             self.teacher,
@@ -841,55 +841,6 @@ class NanoNetTrainer:
         if self.cache is not None:
             self.cache.clear()
             self.cache = None
-
-    def _stage1_steps(self) -> int:
-        """Stage 1's steps per draw: none where the labelled texts are longer than it reads,
-        unless `train.contrastive_long_texts` (see its comment in config.py)."""
-        tc = self.cfg.train
-        read, steps = tc.contrastive_max_length, tc.teacher_contrastive_steps
-        if tc.contrastive_long_texts or read is None or steps == 0:
-            return steps
-        median = float(np.median([len(x) for x in self.teacher.ids["labelled"]]))
-        if median <= read:
-            return steps
-        log.info(
-            "stage 1 skipped: the labelled texts' median is %.0f tokens, longer than the %d it "
-            "reads (train.contrastive_long_texts=true runs it)",
-            median,
-            read,
-        )
-        return 0
-
-    def _batch_sizes(self) -> tuple[int, int, float]:
-        """Labelled and unlabelled batch sizes, and the mean length (in tokens, at the
-        training read length) of the texts they were sized for."""
-        tc = self.cfg.train
-        ids = self.teacher.ids["unlabelled"] or self.teacher.ids["labelled"]
-        mean_len = float(np.mean([len(x) for x in ids]))
-        lab = scaled_batch_size(tc.labeled_batch_size, mean_len, tc.batch_reference_length)
-        unl = scaled_batch_size(tc.unlabeled_batch_size, mean_len, tc.batch_reference_length)
-        log.info(
-            "texts of %.0f tokens on average (training reads at most %d): "
-            "batches of %d labelled + %d unlabelled texts",
-            mean_len,
-            self.train_length,
-            lab,
-            unl,
-        )
-        return lab, unl, mean_len
-
-    def _distill_steps(self, unl_bs: int, mean_len: float) -> int:
-        """Stage 4's length: `train.distill_epochs` passes over the pool, cut where each
-        student has read `train.distill_max_tokens` tokens of it. Long texts fill every
-        batch to the read length, so epochs alone cost a pool of e-mails several times what
-        they cost a pool of reviews."""
-        tc = self.cfg.train
-        if not (self.unlabelled and tc.use_teacher):
-            return 0
-        steps = math.ceil(tc.distill_epochs * len(self.unlabelled) / unl_bs)
-        if tc.distill_max_tokens:
-            steps = min(steps, math.ceil(tc.distill_max_tokens / (mean_len * unl_bs)))
-        return steps
 
     def _class_weights(self, labels: list[int]) -> torch.Tensor | None:
         """Weights for the supervised losses under train.balance_classes (None: unweighted)."""
