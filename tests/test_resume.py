@@ -145,7 +145,8 @@ def test_a_run_with_self_training_resumes_in_the_joint_stage_to_the_same_model(
 def test_a_run_with_the_self_training_check_resumes_to_the_same_model(
     reference: tuple[tuple[Path, Path], Path], tiny_mpnet: Path, tiny_bert: Path, tmp_path: Path
 ) -> None:
-    """The check's verdict (and pseudo-labels, if it let them in) travel in the checkpoint."""
+    """The check's verdict (and pseudo-labels, if it let them in) travel in the checkpoint:
+    a resume reuses it rather than reading the pool again."""
     data, _ = reference
     settings = ["train.teacher_pseudo_per_class=4", "train.teacher_pseudo_check=true"]
     assert main([*_argv(data, tiny_mpnet, tiny_bert, tmp_path / "whole"), *settings]) == 0

@@ -79,6 +79,10 @@ RELEASE_MEMORY_EVERY = 5
 # it saved 0.5 GB on 20newsgroups (2.9 -> 2.4 GB), at 256 tokens 1.5 GB.
 CHECKPOINT_ABOVE = 128
 
+# Tokens per text the self-training check reads: what the dev-split probe it was measured with
+# read (benchmarks/EXPERIMENTS.md, thirty-third sitting).
+CHECK_READ_LENGTH = 128
+
 
 @dataclass
 class TrainResult:
@@ -343,33 +347,14 @@ class NanoNetTrainer:
         pool texts per class (`train.teacher_pseudo_per_class`). The teacher keeps learning
         from both through stage 3, so that it has read more of the task than the labelled
         budget shows by the time the students distil it. With `train.teacher_pseudo_check` it
-        runs only if a cross-validation on the labels says the pseudo-labels help."""
+        runs only if `_check_self_training` said the pseudo-labels help."""
         tc = self.cfg.train
-        if tc.teacher_pseudo_check:
-            pooled = {s: self._pooled_split(s) for s in ("labelled", "unlabelled")}
-            with torch.no_grad():
-                logits = self.teacher.model.classify(pooled["unlabelled"]).float().cpu().numpy()
-            unit = {
-                s: torch.nn.functional.normalize(v, dim=-1).cpu().numpy() for s, v in pooled.items()
-            }
-            self.pseudo_check = self_training_check(
-                unit["labelled"],
-                self.y.cpu().numpy(),
-                unit["unlabelled"],
-                tc.teacher_pseudo_per_class,
-            )
-            self.pseudo_check["ran"] = self.pseudo_check["with"] > self.pseudo_check["without"]
-            log.info(
-                "self-training check: %(without)d of %(labels)d held-out labels right without "
-                "pseudo-labels, %(with)d with them",
-                self.pseudo_check,
-            )
-            if not self.pseudo_check["ran"]:
-                log.info("teacher self-training skipped: its pseudo-labels do not help")
-                return
-        else:
-            logits = self._predict_split(self.teacher, "unlabelled")
-        chosen, labels = balanced_pseudo_labels(logits, tc.teacher_pseudo_per_class)
+        if self.pseudo_check is not None and not self.pseudo_check["ran"]:
+            log.info("teacher self-training skipped: its pseudo-labels do not help")
+            return
+        chosen, labels = balanced_pseudo_labels(
+            self._predict_split(self.teacher, "unlabelled"), tc.teacher_pseudo_per_class
+        )
         log.info(
             "teacher self-training on %d labelled + %d pseudo-labelled texts (%s per class)",
             len(self.y),
@@ -406,13 +391,37 @@ class NanoNetTrainer:
         self.teacher_iter = bucketed_epochs(lengths, batch_size, self.rng_self_training)
 
     @torch.no_grad()
-    def _pooled_split(self, split: str) -> torch.Tensor:
-        """The teacher's sentence vectors of a whole split."""
-        ids = self.teacher.ids[split]
-        out = torch.zeros(len(ids), self.teacher.model.backbone.hidden_size, device=self.device)
-        for batch in length_sorted_batches([len(x) for x in ids], 64):
-            out[batch] = self.teacher_pooled(split, batch).float()
-        return out
+    def _check_self_training(self) -> None:
+        """`train.teacher_pseudo_check`: whether pseudo-labels help a linear head on the labels
+        (`self_training_check`), judged on the pretrained teacher's vectors. Not the warmed-up
+        teacher's: it has learnt every label, the held-out ones too, and on bbc_news it got all
+        of them right with or without pseudo-labels, so the check saw nothing. Before any
+        training the verdict is the same on a resume, which reuses the checkpoint's."""
+        if self.resumed is not None and self.resumed.get("pseudo_check") is not None:
+            self.pseudo_check = self.resumed["pseudo_check"]
+            return
+        self._phase("self-training check")
+        unit = {}
+        for split in ("labelled", "unlabelled"):
+            ids = self.teacher.ids[split]
+            out = torch.zeros(len(ids), self.teacher.model.backbone.hidden_size)
+            for batch in length_sorted_batches([len(x) for x in ids], 64):
+                pooled = self.teacher_pooled(split, batch, max_length=CHECK_READ_LENGTH)
+                out[batch] = pooled.float().cpu()
+            unit[split] = torch.nn.functional.normalize(out, dim=-1).numpy()
+        check: dict[str, Any] = self_training_check(
+            unit["labelled"],
+            self.y.cpu().numpy(),
+            unit["unlabelled"],
+            self.cfg.train.teacher_pseudo_per_class,
+        )
+        check["ran"] = check["with"] > check["without"]
+        self.pseudo_check = check
+        log.info(
+            "self-training check: %(without)d of %(labels)d held-out labels right without "
+            "pseudo-labels, %(with)d with them",
+            check,
+        )
 
     def _next_teacher(self) -> list[int]:
         assert self.teacher_iter is not None
@@ -566,6 +575,9 @@ class NanoNetTrainer:
         lab_bs, unl_bs, mean_len = budget.batch_sizes(tc, lengths, self.train_length)
         distill_steps = budget.distill_steps(tc, len(self.unlabelled), unl_bs, mean_len)
         self_training = bool(tc.teacher_pseudo_per_class and self.unlabelled)
+        self.cache = None  # built after stage 1, which may train the bottom layers too
+        if self_training and tc.teacher_pseudo_check:
+            self._check_self_training()  # before anything trains or resumes the teacher
         cohort.make_optimizer(
             self.teacher,
             tc.teacher_warmup_steps * (2 if self_training else 1) + tc.steps,
@@ -593,7 +605,6 @@ class NanoNetTrainer:
         self.pair_opt = pair_optimizer(self.teacher.model, tc, self.stage1_steps)
         log_parameters([self.teacher, *self.students])
         self.teacher.model.eval()  # no dropout: see cohort.build_teacher
-        self.cache = None  # built after stage 1, which may train the bottom layers too
         self.lab_iter = bucketed_epochs(
             [len(x) for x in self.teacher.ids["labelled"]], lab_bs, self.rng_batches
         )
@@ -635,11 +646,10 @@ class NanoNetTrainer:
         if self_training and self._runs("self-training"):
             self._checkpoint("self-training", 0)
             self.teacher_self_training(lab_bs)
-        elif self_training and self.resumed is not None:  # resumed past self-training
-            self.pseudo_check = self.resumed.get("pseudo_check")
-            if self.resumed["pseudo_labels"] is not None:  # None: the check skipped it
-                self._use_pseudo_labels(*self.resumed["pseudo_labels"], lab_bs)
-                self.teacher_iter.load_state(self.resumed["batches"]["teacher"])
+        elif self_training and self.resumed is not None and self.resumed["pseudo_labels"]:
+            # Resumed past self-training, which ran (the check may have skipped it).
+            self._use_pseudo_labels(*self.resumed["pseudo_labels"], lab_bs)
+            self.teacher_iter.load_state(self.resumed["batches"]["teacher"])
         if self.unl_iter is None:
             self._loop(
                 "train", tc.steps, lambda _: self._supervised_only_step(self._next_labelled())
