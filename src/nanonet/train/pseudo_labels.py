@@ -36,7 +36,7 @@ def self_training_check(
     from the rest, alone and with the `per_class` pool texts per class it is surest of, and both
     label the held-out texts. Returns how many of them each got right (`without`, `with`) out of
     `labels`. On the dev splits this went the way the pseudo-labels moved a frozen probe's
-    accuracy (benchmarks/EXPERIMENTS.md, thirty-second sitting).
+    accuracy (benchmarks/EXPERIMENTS.md, thirty-third sitting).
     """
     # Imported here: scikit-learn is slow to import and only this check needs it in training.
     from sklearn.linear_model import LogisticRegression

@@ -347,10 +347,10 @@ class NanoNetTrainer:
         pool texts per class (`train.teacher_pseudo_per_class`). The teacher keeps learning
         from both through stage 3, so that it has read more of the task than the labelled
         budget shows by the time the students distil it. With `train.teacher_pseudo_check` it
-        runs only if `_check_self_training` said the pseudo-labels help."""
+        runs only if `_check_self_training` did not find the pseudo-labels hurt."""
         tc = self.cfg.train
         if self.pseudo_check is not None and not self.pseudo_check["ran"]:
-            log.info("teacher self-training skipped: its pseudo-labels do not help")
+            log.info("teacher self-training skipped: its pseudo-labels hurt")
             return
         chosen, labels = balanced_pseudo_labels(
             self._predict_split(self.teacher, "unlabelled"), tc.teacher_pseudo_per_class
@@ -415,7 +415,9 @@ class NanoNetTrainer:
             unit["unlabelled"],
             self.cfg.train.teacher_pseudo_per_class,
         )
-        check["ran"] = check["with"] > check["without"]
+        # A tie runs: on bbc_news dev draw 0 the labels were 49 of 50 right either way (no room
+        # to gain), and self-training there added 2 points to the teacher and the kept student.
+        check["ran"] = check["with"] >= check["without"]
         self.pseudo_check = check
         log.info(
             "self-training check: %(without)d of %(labels)d held-out labels right without "
