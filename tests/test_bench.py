@@ -27,7 +27,7 @@ from nanonet.bench.results import (
 from nanonet.data.task import Task
 from nanonet.errors import NanoNetError
 from nanonet.models.classifier import NanoNetClassifier
-from nanonet.models.speed import docs_per_second
+from nanonet.models.speed import best_docs_per_second_in_turn, docs_per_second
 from nanonet.train.run_report import TEACHER_SCORE_BATCH
 
 REPO = Path(__file__).resolve().parent.parent
@@ -370,6 +370,35 @@ def test_docs_per_second_and_folder_size(tmp_path: Path) -> None:
     assert rate > 0
     (tmp_path / "f.bin").write_bytes(b"x" * (1 << 20))
     assert folder_size_mb(tmp_path) == 1.0
+
+
+def test_speeds_in_turn_spread_a_busy_spell_over_every_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A fake clock: each pass costs its model's time, and the machine is three times slower for
+    # the first 10 s (another job). Timed one after another, the teacher's three passes would
+    # all fall in the busy spell and the students' in the quiet one.
+    now = [0.0]
+    monkeypatch.setattr("nanonet.models.speed.time.perf_counter", lambda: now[0])
+    calls: list[str] = []
+
+    def model(name: str, seconds: float):
+        def predict(texts: list[str]) -> np.ndarray:
+            calls.append(name)
+            now[0] += seconds * (3.0 if now[0] < 10.0 else 1.0)
+            return np.zeros(len(texts))
+
+        return predict
+
+    speeds = best_docs_per_second_in_turn(
+        [model("teacher", 2.0), model("student", 0.2)], ["a"] * 10, rounds=3, warmup=1
+    )
+    assert calls == ["teacher", "student", *["teacher", "student"] * 3]
+    # Both best passes come from the quiet rounds: the ratio is the models' own, 10.
+    assert speeds == pytest.approx([10 / 2.0, 10 / 0.2])
+    assert best_docs_per_second_in_turn([model("teacher", 1.0)], []) == [
+        pytest.approx(np.nan, nan_ok=True)
+    ]
 
 
 def test_tfidf_on_a_tiny_task(tmp_path: Path) -> None:

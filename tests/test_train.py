@@ -560,9 +560,13 @@ def test_selection_prefers_the_cheaper_student_within_the_tolerance(tiny_mpnet: 
 
 
 def _stub_speeds(monkeypatch: pytest.MonkeyPatch, docs_per_s: list[float]) -> None:
-    """The speed screen reads the teacher first, then each student in order."""
-    speeds = iter(docs_per_s)
-    monkeypatch.setattr("nanonet.train.cohort._docs_per_second", lambda *a: next(speeds))
+    """The speed screen times the teacher and then each student, in order, in one call."""
+
+    def stub(clfs: list, *args: object) -> list[float]:
+        assert len(clfs) == len(docs_per_s)
+        return docs_per_s
+
+    monkeypatch.setattr("nanonet.train.cohort._docs_per_second", stub)
 
 
 def test_speed_screen_leaves_out_slow_students_and_keeps_the_rng(
@@ -574,11 +578,13 @@ def test_speed_screen_leaves_out_slow_students_and_keeps_the_rng(
     cfg.model.min_speedup = 10.0
     _stub_speeds(monkeypatch, [10.0, 150.0, 100.0, 60.0])
     screened = NanoNetTrainer(_task(), cfg, progress=False).train()
-    assert screened.report["speed_screen"] == [
+    screen = screened.report["speed_screen"]
+    assert [{k: v for k, v in row.items() if k != "cpu_share"} for row in screen] == [
         {"student": "teacher:0", "speedup": 15.0, "trained": True},
         {"student": "teacher:1", "speedup": 10.0, "trained": True},
         {"student": "teacher:0,1", "speedup": 6.0, "trained": False},
     ]
+    assert 0.0 < screen[0]["cpu_share"] == screen[2]["cpu_share"]
     names = [m["name"] for m in screened.report["members"][1:]]
     assert names == ["teacher:0", "teacher:1"]
     # Timing builds throw-away encoders; the run after it draws the same random numbers.
@@ -599,6 +605,42 @@ def test_speed_screen_trains_the_fastest_when_none_is_fast_enough(
     assert res.kept == "teacher:1"
     assert [m["name"] for m in res.report["members"][1:]] == ["teacher:1"]
     assert "training the fastest, teacher:1" in caplog.text
+
+
+@pytest.mark.parametrize(("cpu_share", "warned"), [(0.45, True), (0.95, False)])
+def test_speed_screen_warns_when_a_busy_machine_may_have_cut_the_cohort(
+    tiny_mpnet: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    cpu_share: float,
+    warned: bool,
+) -> None:
+    cfg = _config(tiny_mpnet, ["teacher:0", "teacher:0,1"])
+    model, hf, tok, _ = cohort.build_teacher(cfg.model, 2)
+    teacher = cohort.Member("teacher", model, tok, {})
+
+    class Busy:  # the machine's load, as the screen's CPU share reads it
+        def __init__(self, threads: int) -> None:
+            pass
+
+        def share(self) -> float:
+            return cpu_share
+
+    monkeypatch.setattr("nanonet.train.cohort.CpuShare", Busy)
+
+    def screen(docs_per_s: list[float]) -> list[dict]:
+        _stub_speeds(monkeypatch, docs_per_s)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="nanonet"):
+            return cohort.fast_enough_students(
+                cfg.model.students, 10.0, teacher, 32, 32, ["a", "b"], ["x y z"], 8, hf, tok
+            )[1]
+
+    rows = screen([1.0, 20.0, 5.0])  # teacher:0,1 left out
+    assert [r["cpu_share"] for r in rows] == [cpu_share, cpu_share]
+    assert ("the machine was busy" in caplog.text) is warned
+    screen([1.0, 20.0, 15.0])  # nobody left out: the load changed nothing, so no warning
+    assert "the machine was busy" not in caplog.text
 
 
 def test_teacher_pseudo_labels_are_off_by_default_and_opt_in(tiny_mpnet: Path) -> None:

@@ -57,6 +57,53 @@ def best_docs_per_second(
     return len(texts) / max(best, 1e-9)
 
 
+def best_docs_per_second_in_turn(
+    predicts: Sequence[Predict],
+    texts: Sequence[str],
+    rounds: int = 3,
+    warmup: int = 8,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[float]:
+    """Documents per second of each of `predicts`: the fastest of `rounds` passes over `texts`,
+    the models taking turns within each round.
+
+    For ratios that decide something (is a student fast enough to replace the teacher?).
+    Timing all of one model's passes and then the next model's lets a spell of other work on
+    the machine fall on one of them alone and skew their ratio; taking turns spreads it over
+    all of them, and the fastest pass of each is the one least disturbed.
+    """
+    texts = list(texts)
+    if not texts:
+        return [float("nan")] * len(predicts)
+    for predict in predicts:
+        _warmed_up(predict, texts, warmup)
+    best = [float("inf")] * len(predicts)
+    for _ in range(rounds):
+        for k, predict in enumerate(predicts):
+            start = clock()
+            predict(texts)
+            best[k] = min(best[k], clock() - start)
+    return [len(texts) / max(b, 1e-9) for b in best]
+
+
+class CpuShare:
+    """How much of the CPU its threads asked for this process got over a stretch of work.
+
+    About 1.0 on a quiet machine: compute-bound threads run whenever they are ready. Beside
+    other work they wait their turn and it falls (about 0.5 on 2 cores beside another 2-thread
+    job). Wall-clock timings taken meanwhile read small models slower against large ones than
+    on a quiet machine, so a figure that decides something says how busy the machine was.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self.threads = max(1, threads)
+        self.cpu, self.wall = time.process_time(), time.perf_counter()
+
+    def share(self) -> float:
+        wall = time.perf_counter() - self.wall
+        return (time.process_time() - self.cpu) / max(wall * self.threads, 1e-9)
+
+
 def untrained_classifier(
     hf: Any, tokenizer: Any, num_labels: int, max_length: int
 ) -> NanoNetClassifier:

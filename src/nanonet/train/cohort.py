@@ -23,7 +23,12 @@ from nanonet.models.peft import (
     inject_missing_biases,
     set_trainable,
 )
-from nanonet.models.speed import best_docs_per_second, class_ids, untrained_classifier
+from nanonet.models.speed import (
+    CpuShare,
+    best_docs_per_second_in_turn,
+    class_ids,
+    untrained_classifier,
+)
 from nanonet.models.students import StudentSpec, parse_student_spec, select_layers, subset_layers
 from nanonet.train.config import ModelConfig, TrainConfig
 
@@ -217,6 +222,11 @@ def make_optimizer(
     )
 
 
+# Under this share of the CPU its threads asked for, the screen's run shared the machine
+# (about 0.5 beside another 2-thread job on 2 cores; 0.97-1.0 alone, EXPERIMENTS.md).
+BUSY_CPU_SHARE = 0.8
+
+
 def fast_enough_students(
     specs: list[str],
     floor: float | None,
@@ -235,23 +245,23 @@ def fast_enough_students(
     A student exists to replace the teacher at inference, and the speed of a width-384
     encoder against MPNet depends on text length (MiniLM-L6: 7.5x on short reviews, 14.6x
     on long posts), so it is measured on this run's texts rather than assumed. Timed like
-    the benchmark's docs/s (tokenization included, batch 64; the fastest of three passes)
-    on up to 64 held-out texts, before the student costs any training time. If none is
-    fast enough, the fastest is trained. The RNG state is restored afterwards: a run whose
+    the benchmark's docs/s (tokenization included, batch 64; the fastest of three passes,
+    the teacher and the students taking turns so that other work on the machine slows them
+    alike) on up to 64 held-out texts, before the student costs any training time. If none
+    is fast enough, the fastest is trained. The RNG state is restored afterwards: a run whose
     cohort is not cut trains exactly as it would without the screen.
     """
     if floor is None or len(specs) < 2:
         return specs, []
+    load = CpuShare(torch.get_num_threads())
     with torch.random.fork_rng(), torch.no_grad():
-        teacher_clf = NanoNetClassifier(
-            teacher.model, teacher.tokenizer, label_names, teacher_length
-        )
-        teacher_speed = _docs_per_second(teacher_clf, sample, batch_size)
-        speedups = []
+        clfs = [NanoNetClassifier(teacher.model, teacher.tokenizer, label_names, teacher_length)]
         for spec_text in specs:
             hf, tok = student_encoder(parse_student_spec(spec_text), teacher_hf, teacher_tok)
-            clf = untrained_classifier(hf, tok, len(label_names), student_length)
-            speedups.append(_docs_per_second(clf, sample, batch_size) / teacher_speed)
+            clfs.append(untrained_classifier(hf, tok, len(label_names), student_length))
+        teacher_speed, *student_speeds = _docs_per_second(clfs, sample, batch_size)
+        speedups = [x / teacher_speed for x in student_speeds]
+    cpu_share = round(load.share(), 2)
     kept = [s for s, x in zip(specs, speedups, strict=True) if x >= floor]
     if not kept:
         kept = [specs[int(np.argmax(speedups))]]
@@ -264,7 +274,14 @@ def fast_enough_students(
         )
     screen = []
     for spec_text, x in zip(specs, speedups, strict=True):
-        screen.append({"student": spec_text, "speedup": round(x, 2), "trained": spec_text in kept})
+        screen.append(
+            {
+                "student": spec_text,
+                "speedup": round(x, 2),
+                "trained": spec_text in kept,
+                "cpu_share": cpu_share,
+            }
+        )
         if spec_text not in kept:
             log.info(
                 "%s left out of the cohort: %.1fx the teacher's speed on these texts, "
@@ -273,6 +290,15 @@ def fast_enough_students(
                 x,
                 floor,
             )
+    if len(kept) < len(specs) and cpu_share < BUSY_CPU_SHARE:
+        log.warning(
+            "the machine was busy while the students were timed (this run got %.0f%% of the "
+            "CPU its threads asked for): small models read slower beside other work, so the "
+            "screen may have left out a student that is fast enough on a quiet machine; to "
+            "keep the cohort whatever the load, name it in model.students and set "
+            "model.min_speedup=null",
+            100 * cpu_share,
+        )
     return kept, screen
 
 
@@ -282,5 +308,7 @@ def flops_per_token(config: Any) -> int:
     return config.num_hidden_layers * (4 * h * h + 2 * h * i)
 
 
-def _docs_per_second(clf: NanoNetClassifier, texts: list[str], batch_size: int) -> float:
-    return best_docs_per_second(class_ids(clf, batch_size), texts)
+def _docs_per_second(
+    clfs: list[NanoNetClassifier], texts: list[str], batch_size: int
+) -> list[float]:
+    return best_docs_per_second_in_turn([class_ids(c, batch_size) for c in clfs], texts)
