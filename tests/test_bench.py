@@ -372,14 +372,11 @@ def test_docs_per_second_and_folder_size(tmp_path: Path) -> None:
     assert folder_size_mb(tmp_path) == 1.0
 
 
-def test_speeds_in_turn_spread_a_busy_spell_over_every_model(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_speeds_in_turn_spread_a_busy_spell_over_every_model() -> None:
     # A fake clock: each pass costs its model's time, and the machine is three times slower for
     # the first 10 s (another job). Timed one after another, the teacher's three passes would
     # all fall in the busy spell and the students' in the quiet one.
     now = [0.0]
-    monkeypatch.setattr("nanonet.models.speed.time.perf_counter", lambda: now[0])
     calls: list[str] = []
 
     def model(name: str, seconds: float):
@@ -391,7 +388,11 @@ def test_speeds_in_turn_spread_a_busy_spell_over_every_model(
         return predict
 
     speeds = best_docs_per_second_in_turn(
-        [model("teacher", 2.0), model("student", 0.2)], ["a"] * 10, rounds=3, warmup=1
+        [model("teacher", 2.0), model("student", 0.2)],
+        ["a"] * 10,
+        rounds=3,
+        warmup=1,
+        clock=lambda: now[0],
     )
     assert calls == ["teacher", "student", *["teacher", "student"] * 3]
     # Both best passes come from the quiet rounds: the ratio is the models' own, 10.
