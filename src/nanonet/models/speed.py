@@ -40,21 +40,10 @@ def docs_per_second(
 def best_docs_per_second(
     predict: Predict, texts: Sequence[str], passes: int = 3, warmup: int = 8
 ) -> float:
-    """Documents per second of the fastest of `passes` passes over `texts`.
-
-    For a figure that decides something (which students are worth training): the fastest pass
+    """Documents per second of the fastest of `passes` passes over `texts`: the fastest pass
     is the one least disturbed by whatever else the machine was doing, so it varies less
-    between runs than the mean.
-    """
-    texts = _warmed_up(predict, texts, warmup)
-    if not texts:
-        return float("nan")
-    best = float("inf")
-    for _ in range(passes):
-        start = time.perf_counter()
-        predict(texts)
-        best = min(best, time.perf_counter() - start)
-    return len(texts) / max(best, 1e-9)
+    between runs than the mean. (One model alone: to compare models, time them in turn.)"""
+    return best_docs_per_second_in_turn([predict], texts, passes, warmup)[0]
 
 
 def best_docs_per_second_in_turn(
